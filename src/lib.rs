@@ -1,0 +1,9 @@
+//! velero-hook-injector: detect database containers in pods and inject Velero backup hooks.
+//!
+//! The core (image parsing, detection, templates, patch building, admission decisions) is pure
+//! and synchronous; the server, TLS and metrics are thin layers in their own modules.
+
+pub mod image;
+pub mod template;
+pub mod velero;
+pub mod version;

@@ -1,0 +1,526 @@
+//! The hook template library: data files embedded in the binary, validated on load.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::image::ImageRef;
+use crate::velero::{self, GoDuration, OnError};
+use crate::version::Version;
+
+/// Built-in templates, embedded at compile time (file name, YAML text).
+const BUILTIN: &[(&str, &str)] = &[
+    ("postgres.yaml", include_str!("../templates/postgres.yaml")),
+    ("mysql.yaml", include_str!("../templates/mysql.yaml")),
+    ("mariadb.yaml", include_str!("../templates/mariadb.yaml")),
+    ("redis.yaml", include_str!("../templates/redis.yaml")),
+    ("kafka.yaml", include_str!("../templates/kafka.yaml")),
+    ("mongodb.yaml", include_str!("../templates/mongodb.yaml")),
+];
+
+/// Namespaces Bitnami publishes the same images under; treated as one when matching.
+const BITNAMI_ALIASES: &[&str] = &["bitnamilegacy", "bitnamisecure"];
+
+/// Why a template file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The YAML does not parse or does not fit the schema.
+    #[error("{file}{}: {reason}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// Source file.
+        file: String,
+        /// 1-based line, when the parser knows it.
+        line: Option<usize>,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Reading the file failed.
+    #[error("{file}: {source}")]
+    Io {
+        /// Source file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// One template: which images it matches and the hooks it injects.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Template {
+    /// Unique name, used in `velero-hook-injector.io/template`.
+    pub name: String,
+    /// Engine family, e.g. `postgresql`.
+    pub engine: String,
+    /// What the hooks guarantee and what they do not.
+    pub description: String,
+    /// Which images this template applies to.
+    #[serde(rename = "match")]
+    pub matcher: MatchRules,
+    /// Extra text for the admission warning, e.g. "crash-consistent only".
+    #[serde(default)]
+    pub warning: Option<String>,
+    /// The hooks.
+    pub hooks: Hooks,
+}
+
+/// Image match rules of a template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MatchRules {
+    /// Repository names compared exactly with the last one or two path components.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Regexes over the last path component (e.g. `^postgresql-\d+$`).
+    #[serde(default, rename = "imagePatterns")]
+    pub image_pattern_sources: Vec<String>,
+    /// Versions (from the tag) this template supports; unknown versions always match.
+    #[serde(default)]
+    pub versions: Option<VersionRange>,
+    #[serde(skip)]
+    image_patterns: Vec<Regex>,
+}
+
+/// Inclusive minimum, exclusive maximum.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRange {
+    /// Lowest supported version (inclusive).
+    #[serde(default)]
+    pub min: Option<Version>,
+    /// First unsupported version (exclusive).
+    #[serde(default)]
+    pub max: Option<Version>,
+}
+
+impl VersionRange {
+    /// True when `v` lies in the range.
+    pub fn contains(&self, v: &Version) -> bool {
+        self.min.as_ref().is_none_or(|min| v >= min) && self.max.as_ref().is_none_or(|max| v < max)
+    }
+}
+
+impl std::fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.min, &self.max) {
+            (Some(a), Some(b)) => write!(f, ">={a}, <{b}"),
+            (Some(a), None) => write!(f, ">={a}"),
+            (None, Some(b)) => write!(f, "<{b}"),
+            (None, None) => f.write_str("any"),
+        }
+    }
+}
+
+/// The hooks of a template. Velero runs at most one command per phase per pod.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Hooks {
+    /// Runs before Velero backs the pod up.
+    #[serde(default)]
+    pub pre_backup: Option<ExecHook>,
+    /// Runs after the pod's volumes were snapshotted or copied.
+    #[serde(default)]
+    pub post_backup: Option<ExecHook>,
+    /// Runs in the restored pod once its container is up.
+    #[serde(default)]
+    pub post_restore: Option<RestoreHook>,
+}
+
+/// A backup exec hook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecHook {
+    /// argv; not run in a shell unless it starts one.
+    pub command: Vec<String>,
+    /// Velero's reaction to a failure.
+    pub on_error: OnError,
+    /// Velero's limit for the exec.
+    pub timeout: GoDuration,
+}
+
+/// A restore exec hook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestoreHook {
+    /// argv; not run in a shell unless it starts one.
+    pub command: Vec<String>,
+    /// Velero's reaction to a failure.
+    pub on_error: OnError,
+    /// Limit for the command itself.
+    pub exec_timeout: GoDuration,
+    /// Limit for waiting until the container runs; mandatory (Velero otherwise waits forever).
+    pub wait_timeout: GoDuration,
+    /// Wait for readiness, not just running.
+    #[serde(default)]
+    pub wait_for_ready: bool,
+}
+
+impl Template {
+    /// Parses and validates one template from YAML text; `file` names it in errors.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Self, TemplateError> {
+        let mut t: Template = serde_yaml::from_str(text).map_err(|e| TemplateError::Invalid {
+            file: file.to_owned(),
+            line: e.location().map(|l| l.line()),
+            reason: e.to_string(),
+        })?;
+        t.validate().map_err(|reason| TemplateError::Invalid {
+            file: file.to_owned(),
+            line: None,
+            reason: format!("template {:?}: {reason}", t.name),
+        })?;
+        Ok(t)
+    }
+
+    fn validate(&mut self) -> Result<(), String> {
+        if self.name.is_empty()
+            || self.name.len() > 63
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err("name must be 1-63 lowercase letters, digits or '-'".into());
+        }
+        if self.matcher.images.is_empty() && self.matcher.image_pattern_sources.is_empty() {
+            return Err("match needs at least one of images or imagePatterns".into());
+        }
+        for image in &self.matcher.images {
+            if image.split('/').count() > 2 || image.split('/').any(str::is_empty) {
+                return Err(format!(
+                    "match.images entry {image:?} must be NAME or NAMESPACE/NAME"
+                ));
+            }
+        }
+        self.matcher.image_patterns = self
+            .matcher
+            .image_pattern_sources
+            .iter()
+            .map(|p| Regex::new(p).map_err(|e| format!("match.imagePatterns {p:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let h = &self.hooks;
+        if h.pre_backup.is_none() && h.post_backup.is_none() && h.post_restore.is_none() {
+            return Err(
+                "hooks must define at least one of preBackup, postBackup, postRestore".into(),
+            );
+        }
+        for (phase, cmd) in [
+            ("preBackup", h.pre_backup.as_ref().map(|x| &x.command)),
+            ("postBackup", h.post_backup.as_ref().map(|x| &x.command)),
+            ("postRestore", h.post_restore.as_ref().map(|x| &x.command)),
+        ] {
+            if let Some(cmd) = cmd {
+                if cmd.first().is_none_or(|c| c.trim().is_empty()) {
+                    return Err(format!(
+                        "hooks.{phase}.command must be a non-empty array whose first element is the program"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when `image` is one of this template's repositories.
+    pub fn matches_image(&self, image: &ImageRef) -> bool {
+        let name = image.name();
+        let namespaced = image.namespaced_name().map(normalise_namespace);
+        self.matcher
+            .images
+            .iter()
+            .any(|entry| match entry.split_once('/') {
+                None => entry == name,
+                Some(_) => namespaced.as_deref() == Some(normalise_namespace(entry).as_str()),
+            })
+            || self
+                .matcher
+                .image_patterns
+                .iter()
+                .any(|re| re.is_match(name))
+    }
+
+    /// The Velero annotations this template injects for `container`, keyed by annotation name.
+    pub fn annotations(&self, container: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut put = |prefix: &str, key: &str, value: String| {
+            out.insert(format!("{prefix}{key}"), value);
+        };
+        for (prefix, hook) in [
+            (velero::PRE_BACKUP, &self.hooks.pre_backup),
+            (velero::POST_BACKUP, &self.hooks.post_backup),
+        ] {
+            if let Some(h) = hook {
+                put(prefix, "command", command_json(&h.command));
+                put(prefix, "container", container.to_owned());
+                put(prefix, "on-error", h.on_error.as_str().to_owned());
+                put(prefix, "timeout", h.timeout.to_string());
+            }
+        }
+        if let Some(h) = &self.hooks.post_restore {
+            let p = velero::POST_RESTORE;
+            put(p, "command", command_json(&h.command));
+            put(p, "container", container.to_owned());
+            put(p, "on-error", h.on_error.as_str().to_owned());
+            put(p, "exec-timeout", h.exec_timeout.to_string());
+            put(p, "wait-timeout", h.wait_timeout.to_string());
+            put(p, "wait-for-ready", h.wait_for_ready.to_string());
+        }
+        out
+    }
+}
+
+fn normalise_namespace(entry: &str) -> String {
+    match entry.split_once('/') {
+        Some((ns, name)) if BITNAMI_ALIASES.contains(&ns) => format!("bitnami/{name}"),
+        _ => entry.to_owned(),
+    }
+}
+
+/// Compact JSON array: Velero treats the value as argv only when its first byte is `[`.
+fn command_json(argv: &[String]) -> String {
+    serde_json::to_string(argv).unwrap_or_else(|_| String::from("[]"))
+}
+
+/// An ordered, name-indexed set of templates.
+#[derive(Debug, Clone, Default)]
+pub struct Library {
+    templates: Vec<Template>,
+}
+
+impl Library {
+    /// The library compiled into the binary.
+    pub fn builtin() -> Result<Self, TemplateError> {
+        let mut lib = Library::default();
+        for (file, text) in BUILTIN {
+            lib.insert(Template::from_yaml(&format!("builtin/{file}"), text)?);
+        }
+        Ok(lib)
+    }
+
+    /// Reads a multi-document YAML file of templates (custom templates).
+    pub fn load_file(path: &Path) -> Result<Vec<Template>, TemplateError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse_documents(&file, &text)
+    }
+
+    /// Parses a multi-document YAML text of templates.
+    pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Template>, TemplateError> {
+        let mut out = Vec::new();
+        for doc in split_yaml_documents(text) {
+            let body = doc.text;
+            if !body.trim().is_empty()
+                && !body
+                    .lines()
+                    .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            {
+                let t = Template::from_yaml(file, body).map_err(|e| match e {
+                    TemplateError::Invalid { file, line, reason } => TemplateError::Invalid {
+                        file,
+                        line: line
+                            .map(|l| l + doc.first_line - 1)
+                            .or(Some(doc.first_line)),
+                        reason,
+                    },
+                    other => other,
+                })?;
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds a template, replacing any of the same name (custom templates override built-ins).
+    pub fn insert(&mut self, t: Template) {
+        match self.templates.iter_mut().find(|x| x.name == t.name) {
+            Some(slot) => *slot = t,
+            None => self.templates.push(t),
+        }
+    }
+
+    /// Looks a template up by name.
+    pub fn get(&self, name: &str) -> Option<&Template> {
+        self.templates.iter().find(|t| t.name == name)
+    }
+
+    /// All templates, in load order.
+    pub fn iter(&self) -> impl Iterator<Item = &Template> {
+        self.templates.iter()
+    }
+
+    /// Names of all templates, for error messages.
+    pub fn names(&self) -> Vec<&str> {
+        self.templates.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    /// The first template (in load order) whose images match.
+    pub fn find_for_image(&self, image: &ImageRef) -> Option<&Template> {
+        self.templates.iter().find(|t| t.matches_image(image))
+    }
+}
+
+struct YamlDoc<'a> {
+    text: &'a str,
+    first_line: usize,
+}
+
+fn split_yaml_documents(text: &str) -> Vec<YamlDoc<'_>> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut first_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_end() == "---" {
+            docs.push(YamlDoc {
+                text: &text[start..offset],
+                first_line,
+            });
+            start = offset + line.len();
+            first_line = i + 2;
+        }
+        offset += line.len();
+    }
+    docs.push(YamlDoc {
+        text: &text[start..],
+        first_line,
+    });
+    docs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib() -> Library {
+        Library::builtin().expect("built-in templates are valid")
+    }
+
+    fn image(s: &str) -> ImageRef {
+        ImageRef::parse(s).expect("valid image")
+    }
+
+    #[test]
+    fn builtin_library_has_the_core_engines() {
+        let lib = lib();
+        for name in ["postgres", "mysql", "mariadb", "redis", "kafka", "mongodb"] {
+            assert!(lib.get(name).is_some(), "missing template {name}");
+        }
+    }
+
+    #[test]
+    fn allow_list_matches_and_lookalikes_do_not() {
+        let lib = lib();
+        let cases = [
+            ("postgres:16", Some("postgres")),
+            ("bitnami/postgresql:16.1.0-debian-11-r15", Some("postgres")),
+            ("bitnamilegacy/postgresql:16", Some("postgres")),
+            (
+                "harbor.corp/dockerhub/library/postgres:15",
+                Some("postgres"),
+            ),
+            ("registry.redhat.io/rhel9/postgresql-16", Some("postgres")),
+            ("mysql:8.0", Some("mysql")),
+            ("mariadb:10.11", Some("mariadb")),
+            ("redis:7.2-alpine", Some("redis")),
+            ("valkey/valkey:8.0", Some("redis")),
+            ("apache/kafka:3.7.0", Some("kafka")),
+            ("mongo:7.0", Some("mongodb")),
+            ("prometheuscommunity/postgres-exporter", None),
+            ("bitnami/postgres-exporter:0.15", None),
+            ("bitnami/pgbouncer", None),
+            ("postgrest/postgrest", None),
+            ("prom/mysqld-exporter", None),
+            ("oliver006/redis_exporter", None),
+            ("bitnami/redis-sentinel:7.2", None),
+            ("provectuslabs/kafka-ui", None),
+            ("confluentinc/cp-kafka-connect:7.6.0", None),
+            ("mongo-express", None),
+            ("busybox:1.36", None),
+        ];
+        for (img, want) in cases {
+            let got = lib.find_for_image(&image(img)).map(|t| t.name.as_str());
+            assert_eq!(got, want, "{img}");
+        }
+    }
+
+    #[test]
+    fn annotations_are_velero_shaped() {
+        let lib = lib();
+        let t = lib.get("postgres").expect("postgres");
+        let a = t.annotations("db");
+        let cmd = &a["pre.hook.backup.velero.io/command"];
+        assert!(cmd.starts_with('['), "command must be a JSON array: {cmd}");
+        assert!(serde_json::from_str::<Vec<String>>(cmd).is_ok());
+        assert_eq!(a["pre.hook.backup.velero.io/container"], "db");
+        assert!(matches!(
+            a["pre.hook.backup.velero.io/on-error"].as_str(),
+            "Fail" | "Continue"
+        ));
+        assert!(
+            crate::velero::parse_go_duration(&a["pre.hook.backup.velero.io/timeout"]).is_some()
+        );
+        for t in lib.iter() {
+            for (k, v) in t.annotations("c") {
+                assert!(
+                    !k.ends_with("/timeout") || !k.starts_with(velero::POST_RESTORE),
+                    "{k}"
+                );
+                if k.starts_with(velero::POST_RESTORE) {
+                    assert!(
+                        t.annotations("c")
+                            .contains_key("post.hook.restore.velero.io/wait-timeout")
+                    );
+                }
+                assert!(!v.starts_with(' '), "{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_templates_are_refused_with_location() {
+        let bad = "name: x\nengine: e\ndescription: d\nmatch: {images: [x]}\nhooks:\n  preBackup: {command: [sync], onError: fail, timeout: 30s}\n";
+        let err = Template::from_yaml("t.yaml", bad).expect_err("lowercase on-error");
+        let msg = err.to_string();
+        assert!(msg.starts_with("t.yaml:6"), "{msg}");
+        let bad = "name: x\nengine: e\ndescription: d\nmatch: {images: [x]}\nhooks:\n  preBackup: {command: [sync], onError: Fail, timeout: \"30\"}\n";
+        assert!(
+            Template::from_yaml("t.yaml", bad)
+                .expect_err("no unit")
+                .to_string()
+                .contains("Go duration")
+        );
+        let bad = "name: x\nengine: e\ndescription: d\nmatch: {images: [x]}\nhooks:\n  postRestore: {command: [sync], onError: Continue, execTimeout: 30s}\n";
+        assert!(
+            Template::from_yaml("t.yaml", bad)
+                .expect_err("no wait")
+                .to_string()
+                .contains("waitTimeout")
+        );
+        let bad = "name: x\nengine: e\ndescription: d\nmatch: {images: [x]}\nhooks:\n  preBackup: {command: \"sync now\", onError: Fail, timeout: 30s}\n";
+        assert!(
+            Template::from_yaml("t.yaml", bad).is_err(),
+            "plain-string command"
+        );
+        let bad = "name: x\nengine: e\ndescription: d\nextra: 1\nmatch: {images: [x]}\nhooks: {}\n";
+        assert!(
+            Template::from_yaml("t.yaml", bad)
+                .expect_err("unknown")
+                .to_string()
+                .contains("unknown field")
+        );
+    }
+
+    #[test]
+    fn version_ranges() {
+        let r = VersionRange {
+            min: Version::parse("10.4"),
+            max: Version::parse("12"),
+        };
+        assert!(r.contains(&Version::parse("10.11").expect("v")));
+        assert!(!r.contains(&Version::parse("10.3").expect("v")));
+        assert!(!r.contains(&Version::parse("12.0").expect("v")));
+    }
+}
