@@ -3,7 +3,10 @@
 //! The core (image parsing, detection, templates, patch building, admission decisions) is pure
 //! and synchronous; the server, TLS and metrics are thin layers in their own modules.
 
+pub mod detect;
 pub mod image;
+pub mod keys;
+pub mod patch;
 pub mod template;
 pub mod velero;
 pub mod version;

@@ -1,0 +1,639 @@
+//! Decide, for one pod, which template to inject into which container, or why not.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume};
+
+use crate::image::ImageRef;
+use crate::keys;
+use crate::template::{Library, Template};
+use crate::velero;
+use crate::version;
+
+/// What the webhook did with a pod; also the `outcome` label of the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Hooks were added.
+    Injected,
+    /// No container runs a known database image.
+    NoDatabase,
+    /// The pod opted out (`inject: "false"` or `template: none`).
+    OptedOut,
+    /// The pod already carries our marker: a re-admission of a patched pod.
+    AlreadyProcessed,
+    /// Velero re-created this pod in a restore; it carries the backed-up annotations.
+    Restored,
+    /// Velero will not back this pod up (exclude label), so hooks would never run.
+    Excluded,
+    /// The user declared Velero hooks for every phase the template has.
+    UserHooks,
+    /// The database belongs to an operator with its own backups.
+    OperatorManaged,
+    /// A database was found but no template applies (version range, unknown forced name).
+    NoTemplate,
+    /// The database container mounts no data volume, so there is nothing to snapshot.
+    NoDataVolume,
+    /// A pod of a Job: database images there are clients, not servers.
+    JobPod,
+    /// A control annotation was wrong (unknown container).
+    InvalidControl,
+}
+
+impl Outcome {
+    /// Stable snake-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Injected => "injected",
+            Outcome::NoDatabase => "no_database",
+            Outcome::OptedOut => "opted_out",
+            Outcome::AlreadyProcessed => "already_processed",
+            Outcome::Restored => "restored",
+            Outcome::Excluded => "excluded",
+            Outcome::UserHooks => "user_hooks",
+            Outcome::OperatorManaged => "operator_managed",
+            Outcome::NoTemplate => "no_template",
+            Outcome::NoDataVolume => "no_data_volume",
+            Outcome::JobPod => "job_pod",
+            Outcome::InvalidControl => "invalid_control",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The decision for one pod: what to add, and what to tell the user.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// What happened.
+    pub outcome: Outcome,
+    /// Template chosen (or detected), if any.
+    pub template: Option<String>,
+    /// Container chosen, if any.
+    pub container: Option<String>,
+    /// Annotations to add; never contains a key the pod already has.
+    pub add: BTreeMap<String, String>,
+    /// Messages for the API client (kubectl prints admission warnings).
+    pub warnings: Vec<String>,
+}
+
+impl Decision {
+    fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            template: None,
+            container: None,
+            add: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn warn(mut self, msg: impl Into<String>) -> Self {
+        self.warnings.push(msg.into());
+        self
+    }
+}
+
+/// Labels set by database operators that take their own consistent backups (label, value).
+/// `None` as value means any value. `managed-by: Helm` is deliberately absent.
+const OPERATOR_LABELS: &[(&str, Option<&str>, &str)] = &[
+    ("cnpg.io/cluster", None, "CloudNativePG"),
+    ("application", Some("spilo"), "Zalando postgres-operator"),
+    (
+        "postgres-operator.crunchydata.com/cluster",
+        None,
+        "Crunchy/Percona PGO",
+    ),
+    (
+        "app.kubernetes.io/managed-by",
+        Some("percona-xtradb-cluster-operator"),
+        "Percona XtraDB Cluster operator",
+    ),
+    (
+        "app.kubernetes.io/managed-by",
+        Some("percona-server-operator"),
+        "Percona Server operator",
+    ),
+    (
+        "app.kubernetes.io/managed-by",
+        Some("percona-server-mongodb-operator"),
+        "Percona MongoDB operator",
+    ),
+    ("app.kubernetes.io/managed-by", Some("kubedb.com"), "KubeDB"),
+    (
+        "app.kubernetes.io/managed-by",
+        Some("mariadb-operator"),
+        "mariadb-operator",
+    ),
+    ("strimzi.io/cluster", None, "Strimzi"),
+    ("common.k8s.elastic.co/type", None, "ECK"),
+    (
+        "cassandra.datastax.com/cluster",
+        None,
+        "K8ssandra/cass-operator",
+    ),
+    (
+        "clickhouse.altinity.com/chi",
+        None,
+        "Altinity ClickHouse operator",
+    ),
+    ("moco.cybozu.com/role", None, "MOCO"),
+    ("planetscale.com/component", None, "Vitess"),
+];
+
+/// Programs that mean a database image is used as a client, not a server.
+const CLIENT_TOOLS: &[&str] = &[
+    "psql",
+    "pg_dump",
+    "pg_dumpall",
+    "pg_restore",
+    "pg_isready",
+    "pg_basebackup",
+    "mysql",
+    "mysqldump",
+    "mysqladmin",
+    "mariadb",
+    "mariadb-dump",
+    "mariadb-admin",
+    "redis-cli",
+    "valkey-cli",
+    "mongosh",
+    "mongo",
+    "mongodump",
+    "mongorestore",
+    "cqlsh",
+    "etcdctl",
+];
+
+/// A container that runs a recognised database image.
+struct Candidate<'a> {
+    container: &'a Container,
+    image: ImageRef,
+    template: &'a Template,
+}
+
+/// Decides what to inject into `pod`. Pure: no I/O, no clock.
+pub fn decide(pod: &Pod, library: &Library) -> Decision {
+    let empty = BTreeMap::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+
+    if annotations.get(keys::INJECT).is_some_and(|v| v == "false") {
+        return Decision::new(Outcome::OptedOut);
+    }
+    if annotations.contains_key(keys::INJECTED) || annotations.contains_key(keys::SKIPPED) {
+        return Decision::new(Outcome::AlreadyProcessed);
+    }
+    if labels.contains_key(velero::RESTORE_NAME_LABEL) {
+        return Decision::new(Outcome::Restored);
+    }
+    if labels
+        .get(velero::EXCLUDE_LABEL)
+        .is_some_and(|v| v == "true")
+    {
+        return Decision::new(Outcome::Excluded);
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return Decision::new(Outcome::NoDatabase);
+    };
+    let forced_template = annotations.get(keys::TEMPLATE).map(String::as_str);
+    let forced_container = annotations.get(keys::CONTAINER).map(String::as_str);
+    if forced_template == Some("none") {
+        return Decision::new(Outcome::OptedOut);
+    }
+    let forced = forced_template.is_some() || forced_container.is_some();
+    let forced_t = match forced_template {
+        Some(name) => match library.get(name) {
+            Some(t) => Some(t),
+            None => {
+                return Decision::new(Outcome::NoTemplate).warn(format!(
+                    "velero-hook-injector: template {name:?} (annotation {}) does not exist; known: {}, or none",
+                    keys::TEMPLATE,
+                    library.names().join(", ")
+                ));
+            }
+        },
+        None => None,
+    };
+
+    let mut warnings = Vec::new();
+    let candidates: Vec<Candidate<'_>> = spec
+        .containers
+        .iter()
+        .filter_map(|c| {
+            let raw = c.image.as_deref()?;
+            let image = match ImageRef::parse(raw) {
+                Ok(i) => i,
+                Err(e) => {
+                    warnings.push(format!("velero-hook-injector: container {:?}: {e}", c.name));
+                    return None;
+                }
+            };
+            let template = match forced_t {
+                Some(t) if t.matches_image(&image) => t,
+                Some(_) => return None,
+                None => library.find_for_image(&image)?,
+            };
+            if runs_client_tool(c) {
+                return None;
+            }
+            Some(Candidate {
+                container: c,
+                image,
+                template,
+            })
+        })
+        .collect();
+
+    let chosen: (&Container, &Template, Option<ImageRef>) = if let Some(name) = forced_container {
+        let Some(c) = spec.containers.iter().find(|c| c.name == name) else {
+            return with(Decision::new(Outcome::InvalidControl), warnings).warn(format!(
+                "velero-hook-injector: {} names {name:?}, which is not in spec.containers ({}); no hooks injected",
+                keys::CONTAINER,
+                container_names(spec)
+            ));
+        };
+        let image = c.image.as_deref().and_then(|i| ImageRef::parse(i).ok());
+        let template = forced_t.or_else(|| image.as_ref().and_then(|i| library.find_for_image(i)));
+        match template {
+            Some(t) => (c, t, image),
+            None => {
+                return with(Decision::new(Outcome::NoTemplate), warnings).warn(format!(
+                    "velero-hook-injector: container {name:?} runs no known database image; set {} to one of: {}",
+                    keys::TEMPLATE,
+                    library.names().join(", ")
+                ));
+            }
+        }
+    } else if candidates.is_empty() {
+        match (forced_t, spec.containers.as_slice()) {
+            (Some(t), [only]) => (
+                only,
+                t,
+                only.image.as_deref().and_then(|i| ImageRef::parse(i).ok()),
+            ),
+            (Some(t), _) => {
+                return with(Decision::new(Outcome::InvalidControl), warnings).warn(format!(
+                    "velero-hook-injector: template {:?} forced but no container runs a matching image; set {} to one of: {}",
+                    t.name,
+                    keys::CONTAINER,
+                    container_names(spec)
+                ));
+            }
+            (None, _) => return with(Decision::new(Outcome::NoDatabase), warnings),
+        }
+    } else {
+        if owned_by_job(pod) && !forced {
+            return with(Decision::new(Outcome::JobPod), warnings);
+        }
+        let best = pick(&candidates, spec);
+        if candidates.len() > 1 {
+            let names: Vec<&str> = candidates
+                .iter()
+                .map(|c| c.container.name.as_str())
+                .collect();
+            warnings.push(format!(
+                "velero-hook-injector: several database containers ({}); hooks go to {:?} only (Velero runs one hook per phase per pod); set {} to choose",
+                names.join(", "),
+                best.container.name,
+                keys::CONTAINER
+            ));
+        }
+        (best.container, best.template, Some(best.image.clone()))
+    };
+    let (container, template, image) = chosen;
+
+    let mut d = with(Decision::new(Outcome::Injected), warnings);
+    d.template = Some(template.name.clone());
+    d.container = Some(container.name.clone());
+
+    if !forced {
+        if let Some(operator) = operator_of(labels) {
+            d.outcome = Outcome::OperatorManaged;
+            d.add.insert(
+                keys::SKIPPED.to_owned(),
+                format!("operator-managed: {operator}"),
+            );
+            return d.warn(format!(
+                "velero-hook-injector: {operator} manages this database and takes its own backups; not injected (set {} to force)",
+                keys::TEMPLATE
+            ));
+        }
+    }
+    if let (Some(range), Some(v)) = (
+        template.matcher.versions.as_ref(),
+        image.as_ref().and_then(version::from_image),
+    ) {
+        if !range.contains(&v) {
+            d.outcome = Outcome::NoTemplate;
+            return d.warn(format!(
+                "velero-hook-injector: {} {v} is outside template {:?}'s supported versions ({range}); no hooks injected",
+                template.engine, template.name
+            ));
+        }
+    }
+    if !forced && !mounts_data_volume(container, spec) {
+        d.outcome = Outcome::NoDataVolume;
+        return d.warn(format!(
+            "velero-hook-injector: container {:?} mounts no persistent volume, nothing to snapshot; not injected (set {} to force)",
+            container.name,
+            keys::TEMPLATE
+        ));
+    }
+
+    let user_backup = annotations.keys().any(|k| velero::is_backup_hook_key(k));
+    let user_restore = annotations.keys().any(|k| velero::is_restore_hook_key(k));
+    let mut add = template.annotations(&container.name);
+    if user_backup {
+        add.retain(|k, _| !velero::is_backup_hook_key(k));
+    }
+    if user_restore {
+        add.retain(|k, _| !velero::is_restore_hook_key(k));
+    }
+    if add.is_empty() {
+        d.outcome = Outcome::UserHooks;
+        return d
+            .warn("velero-hook-injector: the pod declares its own Velero hooks; left unchanged");
+    }
+    if user_backup || user_restore {
+        d.warnings.push(format!(
+            "velero-hook-injector: kept the pod's own Velero {} hooks; added only {}",
+            if user_backup { "backup" } else { "restore" },
+            if user_backup { "restore" } else { "backup" }
+        ));
+    }
+    add.insert(
+        keys::INJECTED.to_owned(),
+        format!("{}/{}", template.name, container.name),
+    );
+    d.add = add;
+    let mut msg = format!(
+        "velero-hook-injector: injected {} hooks into container {:?}",
+        template.name, container.name
+    );
+    if let Some(w) = &template.warning {
+        msg.push_str(": ");
+        msg.push_str(w);
+    }
+    d.warn(msg)
+}
+
+fn with(mut d: Decision, warnings: Vec<String>) -> Decision {
+    d.warnings = warnings;
+    d
+}
+
+/// Prefers the candidate that mounts a data volume, then the first in spec order.
+fn pick<'a, 'b>(candidates: &'b [Candidate<'a>], spec: &PodSpec) -> &'b Candidate<'a> {
+    candidates
+        .iter()
+        .find(|c| mounts_data_volume(c.container, spec))
+        .unwrap_or(&candidates[0])
+}
+
+fn container_names(spec: &PodSpec) -> String {
+    spec.containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn runs_client_tool(c: &Container) -> bool {
+    c.command
+        .as_ref()
+        .and_then(|cmd| cmd.first())
+        .map(|prog| prog.rsplit('/').next().unwrap_or(prog))
+        .is_some_and(|prog| {
+            CLIENT_TOOLS.contains(&prog) || (prog.starts_with("kafka-") && prog.ends_with(".sh"))
+        })
+}
+
+fn owned_by_job(pod: &Pod) -> bool {
+    pod.metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| r.kind == "Job"))
+}
+
+fn operator_of(labels: &BTreeMap<String, String>) -> Option<&'static str> {
+    OPERATOR_LABELS
+        .iter()
+        .find(|(key, value, _)| {
+            labels
+                .get(*key)
+                .is_some_and(|v| value.is_none_or(|want| v == want))
+        })
+        .map(|(_, _, name)| *name)
+}
+
+/// Volumes that carry no database data: configuration, credentials, scratch space.
+fn is_data_volume(v: &Volume) -> bool {
+    v.config_map.is_none()
+        && v.secret.is_none()
+        && v.projected.is_none()
+        && v.downward_api.is_none()
+        && v.empty_dir.is_none()
+        && v.image.is_none()
+}
+
+fn mounts_data_volume(c: &Container, spec: &PodSpec) -> bool {
+    let volumes = spec.volumes.as_deref().unwrap_or_default();
+    c.volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|m| {
+            volumes
+                .iter()
+                .any(|v| v.name == m.name && is_data_volume(v))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lib() -> Library {
+        Library::builtin().expect("builtin")
+    }
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).expect("pod")
+    }
+
+    fn db_pod(image: &str) -> serde_json::Value {
+        json!({
+            "metadata": {"name": "db-0", "labels": {"app": "db"}},
+            "spec": {
+                "containers": [{"name": "db", "image": image, "volumeMounts": [{"name": "data", "mountPath": "/var/lib/data"}]}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]
+            }
+        })
+    }
+
+    #[test]
+    fn injects_into_a_database_with_a_volume() {
+        let d = decide(&pod(db_pod("postgres:16")), &lib());
+        assert_eq!(d.outcome, Outcome::Injected);
+        assert_eq!(d.add[keys::INJECTED], "postgres/db");
+        assert_eq!(d.add["pre.hook.backup.velero.io/container"], "db");
+        assert!(d.warnings.iter().any(|w| w.contains("injected postgres")));
+    }
+
+    #[test]
+    fn lookalike_images_are_not_databases() {
+        let d = decide(
+            &pod(db_pod("prometheuscommunity/postgres-exporter:v0.15.0")),
+            &lib(),
+        );
+        assert_eq!(d.outcome, Outcome::NoDatabase);
+        assert!(d.add.is_empty());
+    }
+
+    #[test]
+    fn init_containers_are_ignored() {
+        let mut p = db_pod("busybox:1.36");
+        p["spec"]["initContainers"] =
+            json!([{"name": "wait", "image": "postgres:16", "command": ["sh"]}]);
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::NoDatabase);
+    }
+
+    #[test]
+    fn opt_out_and_none_template() {
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["annotations"] = json!({"velero-hook-injector.io/inject": "false"});
+        assert_eq!(decide(&pod(p.clone()), &lib()).outcome, Outcome::OptedOut);
+        p["metadata"]["annotations"] = json!({"velero-hook-injector.io/template": "none"});
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::OptedOut);
+    }
+
+    #[test]
+    fn user_backup_hooks_keep_both_phases_untouched() {
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["annotations"] = json!({"post.hook.backup.velero.io/command": "[\"true\"]"});
+        let d = decide(&pod(p), &lib());
+        assert!(
+            d.add.keys().all(|k| !velero::is_backup_hook_key(k)),
+            "{:?}",
+            d.add
+        );
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["annotations"] = json!({"hook.backup.velero.io/command": "[\"true\"]"});
+        let d = decide(&pod(p), &lib());
+        assert!(
+            d.add.keys().all(|k| !velero::is_backup_hook_key(k)),
+            "{:?}",
+            d.add
+        );
+    }
+
+    #[test]
+    fn restored_and_excluded_pods_are_left_alone() {
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["labels"]["velero.io/restore-name"] = json!("r1");
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::Restored);
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["labels"]["velero.io/exclude-from-backup"] = json!("true");
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::Excluded);
+    }
+
+    #[test]
+    fn operator_managed_is_skipped_with_reason_unless_forced() {
+        let mut p = db_pod("ghcr.io/cloudnative-pg/postgresql:16.4");
+        p["metadata"]["labels"]["cnpg.io/cluster"] = json!("pg");
+        let d = decide(&pod(p.clone()), &lib());
+        assert_eq!(d.outcome, Outcome::OperatorManaged);
+        assert_eq!(d.add[keys::SKIPPED], "operator-managed: CloudNativePG");
+        p["metadata"]["annotations"] = json!({"velero-hook-injector.io/template": "postgres"});
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::Injected);
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["labels"]["app.kubernetes.io/managed-by"] = json!("Helm");
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::Injected);
+    }
+
+    #[test]
+    fn several_databases_pick_the_one_with_data_and_warn() {
+        let p = json!({
+            "metadata": {"name": "x"},
+            "spec": {
+                "containers": [
+                    {"name": "cache", "image": "redis:7"},
+                    {"name": "db", "image": "postgres:16", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}
+                ],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]
+            }
+        });
+        let d = decide(&pod(p), &lib());
+        assert_eq!(d.container.as_deref(), Some("db"));
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("several database containers"))
+        );
+    }
+
+    #[test]
+    fn container_annotation_must_exist() {
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["annotations"] = json!({"velero-hook-injector.io/container": "nope"});
+        let d = decide(&pod(p), &lib());
+        assert_eq!(d.outcome, Outcome::InvalidControl);
+        assert!(
+            d.warnings[0].contains("not in spec.containers (db)"),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn unknown_forced_template_lists_the_known_ones() {
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["annotations"] = json!({"velero-hook-injector.io/template": "oracle"});
+        let d = decide(&pod(p), &lib());
+        assert_eq!(d.outcome, Outcome::NoTemplate);
+        assert!(d.warnings[0].contains("postgres"));
+    }
+
+    #[test]
+    fn version_outside_range_is_not_injected() {
+        let d = decide(&pod(db_pod("mariadb:10.3")), &lib());
+        assert_eq!(d.outcome, Outcome::NoTemplate);
+        assert_eq!(
+            decide(&pod(db_pod("mariadb:10.11")), &lib()).outcome,
+            Outcome::Injected
+        );
+        assert_eq!(
+            decide(&pod(db_pod("mariadb:latest")), &lib()).outcome,
+            Outcome::Injected
+        );
+    }
+
+    #[test]
+    fn clients_jobs_and_volumeless_pods_are_skipped() {
+        let mut p = db_pod("postgres:16");
+        p["spec"]["containers"][0]["command"] = json!(["pg_dump", "-f", "/x"]);
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::NoDatabase);
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "u"}]);
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::JobPod);
+        let p = json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}});
+        assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::NoDataVolume);
+    }
+
+    #[test]
+    fn already_processed_pods_get_nothing() {
+        let d = decide(&pod(db_pod("postgres:16")), &lib());
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["annotations"] = serde_json::to_value(&d.add).expect("map");
+        let again = decide(&pod(p), &lib());
+        assert_eq!(again.outcome, Outcome::AlreadyProcessed);
+        assert!(again.add.is_empty());
+    }
+}

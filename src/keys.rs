@@ -1,0 +1,14 @@
+//! This product's own labels and annotations.
+
+/// Namespace label that opts a namespace in (the webhook's namespaceSelector).
+pub const NAMESPACE_OPT_IN: &str = "velero-hook-injector.io/inject";
+/// Pod annotation: `"false"` opts the pod out.
+pub const INJECT: &str = "velero-hook-injector.io/inject";
+/// Pod annotation: force a template by name (`none` disables injection).
+pub const TEMPLATE: &str = "velero-hook-injector.io/template";
+/// Pod annotation: the container the hooks run in.
+pub const CONTAINER: &str = "velero-hook-injector.io/container";
+/// Pod annotation written by the webhook: `<template>/<container>` that was injected.
+pub const INJECTED: &str = "velero-hook-injector.io/injected";
+/// Pod annotation written by the webhook: why a detected database was deliberately skipped.
+pub const SKIPPED: &str = "velero-hook-injector.io/skipped";

@@ -1,0 +1,97 @@
+//! RFC 6902 JSON Patches that only ever add annotations.
+
+use std::collections::BTreeMap;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use serde_json::Value;
+
+/// A patch adding `add` to a pod whose current annotations are `existing`.
+///
+/// When the pod has no annotation map the patch creates it in one operation (an `add` to
+/// `/metadata/annotations/<key>` would fail on a missing parent). Keys already present are never
+/// touched: callers filter them out first, and this function skips any that slipped through.
+pub fn add_annotations(
+    existing: Option<&BTreeMap<String, String>>,
+    add: &BTreeMap<String, String>,
+) -> Patch {
+    let Some(existing) = existing else {
+        let map = add
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>();
+        return Patch(vec![PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "annotations"]),
+            value: Value::Object(map),
+        })]);
+    };
+    Patch(
+        add.iter()
+            .filter(|(k, _)| !existing.contains_key(*k))
+            .map(|(k, v)| {
+                PatchOperation::Add(AddOperation {
+                    path: PointerBuf::from_tokens(["metadata", "annotations", k.as_str()]),
+                    value: Value::String(v.clone()),
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn adds() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "pre.hook.backup.velero.io/command".to_owned(),
+                "[\"sync\"]".to_owned(),
+            ),
+            (
+                "velero-hook-injector.io/injected".to_owned(),
+                "kafka/broker".to_owned(),
+            ),
+        ])
+    }
+
+    #[test]
+    fn creates_the_annotation_map_when_absent() {
+        let patch = add_annotations(None, &adds());
+        let mut pod = json!({"metadata": {"name": "p"}});
+        json_patch::patch(&mut pod, &patch).expect("applies");
+        assert_eq!(
+            pod["metadata"]["annotations"]["pre.hook.backup.velero.io/command"],
+            "[\"sync\"]"
+        );
+    }
+
+    #[test]
+    fn escapes_slashes_and_keeps_existing_keys() {
+        let existing = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
+        let patch = add_annotations(Some(&existing), &adds());
+        let text = serde_json::to_string(&patch).expect("serialises");
+        assert!(
+            text.contains("/metadata/annotations/pre.hook.backup.velero.io~1command"),
+            "{text}"
+        );
+        let mut pod = json!({"metadata": {"annotations": {"team": "a"}}});
+        json_patch::patch(&mut pod, &patch).expect("applies");
+        assert_eq!(pod["metadata"]["annotations"]["team"], "a");
+        assert_eq!(
+            pod["metadata"]["annotations"].as_object().map(|m| m.len()),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn never_overwrites_a_present_key() {
+        let existing = BTreeMap::from([(
+            "velero-hook-injector.io/injected".to_owned(),
+            "x".to_owned(),
+        )]);
+        let patch = add_annotations(Some(&existing), &adds());
+        assert_eq!(patch.0.len(), 1);
+    }
+}
