@@ -3,6 +3,7 @@
 //! The core (image parsing, detection, templates, patch building, admission decisions) is pure
 //! and synchronous; the server, TLS and metrics are thin layers in their own modules.
 
+pub mod admission;
 pub mod detect;
 pub mod image;
 pub mod keys;

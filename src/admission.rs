@@ -1,0 +1,328 @@
+//! AdmissionReview in, AdmissionReview out: the webhook's decision as a pure function of the body.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde_json::Value;
+
+use crate::detect::{self, Decision, Outcome};
+use crate::patch;
+use crate::template::Library;
+
+/// The only AdmissionReview version served; v1beta1 is refused (see README).
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Why a request body is not an AdmissionReview this webhook can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// Not JSON at all.
+    #[error("request body is not JSON: {0}; send an admission.k8s.io/v1 AdmissionReview")]
+    NotJson(serde_json::Error),
+    /// Wrong or missing apiVersion.
+    #[error(
+        "apiVersion {0:?} is not supported: only admission.k8s.io/v1 is served; set admissionReviewVersions: [\"v1\"] in the MutatingWebhookConfiguration"
+    )]
+    ApiVersion(String),
+    /// Wrong or missing kind.
+    #[error("kind {0:?} is not AdmissionReview")]
+    Kind(String),
+    /// No `request`.
+    #[error("AdmissionReview has no request; the API server always sends one")]
+    MissingRequest,
+    /// No or empty `request.uid`.
+    #[error("request.uid is missing or empty; the response must echo it")]
+    MissingUid,
+    /// A CREATE without `request.object`.
+    #[error("request.object is missing for a {0} of a Pod")]
+    MissingObject(&'static str),
+    /// The envelope has the right shape but a field has the wrong type.
+    #[error("AdmissionReview is malformed: {0}")]
+    Malformed(serde_json::Error),
+}
+
+/// What the webhook answered, for logs and metrics.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// request.uid.
+    pub uid: String,
+    /// request.namespace.
+    pub namespace: String,
+    /// Pod name, or `generateName*` when the name is not yet assigned.
+    pub pod: String,
+    /// Decision outcome; `None` when the request was passed through unexamined.
+    pub outcome: Option<Outcome>,
+    /// Template chosen, if any.
+    pub template: Option<String>,
+    /// request.dryRun.
+    pub dry_run: bool,
+}
+
+/// A serialized response review plus its summary.
+#[derive(Debug)]
+pub struct Reviewed {
+    /// JSON AdmissionReview with `response` set.
+    pub body: Vec<u8>,
+    /// What happened.
+    pub summary: Summary,
+}
+
+/// Answers one AdmissionReview request body.
+pub fn review(body: &[u8], library: &Library) -> Result<Reviewed, ReviewError> {
+    match serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+        Ok(review) => {
+            check_envelope(&review.types.api_version, &review.types.kind)?;
+            let req: AdmissionRequest<Pod> =
+                review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+            if req.uid.is_empty() {
+                return Err(ReviewError::MissingUid);
+            }
+            if req.operation == Operation::Create && req.object.is_none() {
+                return Err(ReviewError::MissingObject("CREATE"));
+            }
+            Ok(answer_pod(&req, library))
+        }
+        Err(typed_err) => diagnose(body, typed_err),
+    }
+}
+
+fn check_envelope(api_version: &str, kind: &str) -> Result<(), ReviewError> {
+    if api_version != API_VERSION {
+        return Err(ReviewError::ApiVersion(api_version.to_owned()));
+    }
+    if kind != "AdmissionReview" {
+        return Err(ReviewError::Kind(kind.to_owned()));
+    }
+    Ok(())
+}
+
+/// The typed parse failed: find out why, and pass non-Pod objects through unexamined.
+fn diagnose(body: &[u8], typed_err: serde_json::Error) -> Result<Reviewed, ReviewError> {
+    let value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+    let text = |k: &str| {
+        value
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    check_envelope(&text("apiVersion"), &text("kind"))?;
+    let request = value
+        .get("request")
+        .filter(|r| r.is_object())
+        .ok_or(ReviewError::MissingRequest)?;
+    if request
+        .get("uid")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(ReviewError::MissingUid);
+    }
+    let is_pod = request.pointer("/kind/kind").and_then(Value::as_str) == Some("Pod");
+    if is_pod {
+        return Err(ReviewError::Malformed(typed_err));
+    }
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(value).map_err(ReviewError::Malformed)?;
+    let req: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+    let summary = Summary {
+        uid: req.uid.clone(),
+        namespace: req.namespace.clone().unwrap_or_default(),
+        pod: req.name.clone(),
+        outcome: None,
+        template: None,
+        dry_run: req.dry_run,
+    };
+    Ok(Reviewed {
+        body: serialize(AdmissionResponse::from(&req)),
+        summary,
+    })
+}
+
+fn answer_pod(req: &AdmissionRequest<Pod>, library: &Library) -> Reviewed {
+    let mut summary = Summary {
+        uid: req.uid.clone(),
+        namespace: req.namespace.clone().unwrap_or_default(),
+        pod: pod_name(req),
+        outcome: None,
+        template: None,
+        dry_run: req.dry_run,
+    };
+    let response = AdmissionResponse::from(req);
+    let examine = req.operation == Operation::Create
+        && req.sub_resource.is_none()
+        && req.resource.resource == "pods";
+    let Some(pod) = req.object.as_ref().filter(|_| examine) else {
+        return Reviewed {
+            body: serialize(response),
+            summary,
+        };
+    };
+    let decision = detect::decide(pod, library);
+    summary.outcome = Some(decision.outcome);
+    summary.template = decision.template.clone();
+    Reviewed {
+        body: serialize(respond(response, pod, decision)),
+        summary,
+    }
+}
+
+fn respond(mut response: AdmissionResponse, pod: &Pod, decision: Decision) -> AdmissionResponse {
+    if !decision.warnings.is_empty() {
+        response.warnings = Some(decision.warnings);
+    }
+    if decision.add.is_empty() {
+        return response;
+    }
+    let p = patch::add_annotations(pod.metadata.annotations.as_ref(), &decision.add);
+    match response.clone().with_patch(p) {
+        Ok(r) => r,
+        // Serialising a patch of strings cannot fail; if it ever did, admit unchanged.
+        Err(_) => response,
+    }
+}
+
+fn pod_name<T: kube::Resource>(req: &AdmissionRequest<T>) -> String {
+    if !req.name.is_empty() {
+        return req.name.clone();
+    }
+    req.object
+        .as_ref()
+        .and_then(|o| o.meta().generate_name.clone())
+        .map(|g| format!("{g}*"))
+        .unwrap_or_default()
+}
+
+fn serialize(response: AdmissionResponse) -> Vec<u8> {
+    // AdmissionReview<DynamicObject> of plain strings and bytes always serialises.
+    serde_json::to_vec(&response.into_review()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use serde_json::json;
+
+    fn lib() -> Library {
+        Library::builtin().expect("builtin")
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+    }
+
+    /// The real `kubectl run` request, turned into a database pod with a data volume.
+    fn postgres_review() -> Value {
+        let mut r = fixture("pod-create-simple.json");
+        let obj = &mut r["request"]["object"];
+        obj["spec"]["containers"][0]["image"] = json!("postgres:16");
+        obj["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "data", "mountPath": "/var/lib/postgresql/data"}]);
+        obj["spec"]["volumes"] =
+            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "pg"}}]);
+        r
+    }
+
+    fn answer(v: &Value) -> Value {
+        let out = review(&serde_json::to_vec(v).expect("ser"), &lib()).expect("reviewed");
+        serde_json::from_slice(&out.body).expect("response json")
+    }
+
+    fn patched(review_v: &Value, resp: &Value) -> Value {
+        let mut obj = review_v["request"]["object"].clone();
+        if let Some(p) = resp["response"]["patch"].as_str() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(p)
+                .expect("base64");
+            let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("patch");
+            json_patch::patch(&mut obj, &patch).expect("applies");
+        }
+        obj
+    }
+
+    #[test]
+    fn database_pod_gets_a_patch_with_uid_echoed() {
+        let r = postgres_review();
+        let resp = answer(&r);
+        assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(resp["response"]["uid"], r["request"]["uid"]);
+        assert_eq!(resp["response"]["allowed"], true);
+        assert_eq!(resp["response"]["patchType"], "JSONPatch");
+        let pod = patched(&r, &resp);
+        let a = &pod["metadata"]["annotations"];
+        assert_eq!(a["velero-hook-injector.io/injected"], "postgres/simple");
+        assert_eq!(a["pre.hook.backup.velero.io/container"], "simple");
+        // Idempotent: the patched pod sent again gets no patch.
+        let mut again = r.clone();
+        again["request"]["object"] = pod;
+        assert!(answer(&again)["response"]["patch"].is_null());
+    }
+
+    #[test]
+    fn non_database_fixtures_pass_without_patch() {
+        for f in [
+            "pod-create-simple.json",
+            "pod-create-multi-container-init.json",
+            "pod-create-generatename-serviceaccount.json",
+            "pod-update-annotate.json",
+            "pod-create-dryrun-server.json",
+        ] {
+            let resp = answer(&fixture(f));
+            assert_eq!(resp["response"]["allowed"], true, "{f}");
+            assert!(resp["response"]["patch"].is_null(), "{f}");
+        }
+    }
+
+    #[test]
+    fn dry_run_is_answered_identically() {
+        let mut r = fixture("pod-create-dryrun-server.json");
+        r["request"]["object"]["spec"]["containers"][0]["image"] = json!("redis:7.2");
+        r["request"]["object"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "d", "mountPath": "/data"}]);
+        r["request"]["object"]["spec"]["volumes"] =
+            json!([{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}]);
+        let resp = answer(&r);
+        assert_eq!(r["request"]["dryRun"], true);
+        assert_eq!(resp["response"]["patchType"], "JSONPatch");
+    }
+
+    #[test]
+    fn other_kinds_and_operations_pass_through() {
+        let mut r = postgres_review();
+        r["request"]["operation"] = json!("DELETE");
+        assert!(answer(&r)["response"]["patch"].is_null());
+        let mut r = postgres_review();
+        r["request"]["subResource"] = json!("status");
+        assert!(answer(&r)["response"]["patch"].is_null());
+        let mut r = postgres_review();
+        r["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+        r["request"]["object"] = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {}});
+        let resp = answer(&r);
+        assert_eq!(resp["response"]["allowed"], true);
+        assert!(resp["response"]["patch"].is_null());
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let lib = lib();
+        let err = |b: &[u8]| review(b, &lib).expect_err("must fail").to_string();
+        assert!(err(b"{not json").contains("not JSON"));
+        let mut r = postgres_review();
+        r["apiVersion"] = json!("admission.k8s.io/v1beta1");
+        assert!(err(&serde_json::to_vec(&r).expect("ser")).contains("admissionReviewVersions"));
+        let mut r = postgres_review();
+        r["request"].as_object_mut().expect("obj").remove("uid");
+        assert!(err(&serde_json::to_vec(&r).expect("ser")).contains("uid"));
+        let mut r = postgres_review();
+        r.as_object_mut().expect("obj").remove("request");
+        assert!(err(&serde_json::to_vec(&r).expect("ser")).contains("no request"));
+        let mut r = postgres_review();
+        r["request"]["object"] = Value::Null;
+        assert!(err(&serde_json::to_vec(&r).expect("ser")).contains("request.object"));
+        let mut r = postgres_review();
+        r["request"]["object"]["spec"]["containers"] = json!("nope");
+        assert!(err(&serde_json::to_vec(&r).expect("ser")).contains("malformed"));
+    }
+}
