@@ -1,11 +1,13 @@
 //! AdmissionReview in, AdmissionReview out: the webhook's decision as a pure function of the body.
 
+use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::detect::{self, Decision, Outcome};
+use crate::detect::{self, Outcome};
 use crate::patch;
 use crate::template::Library;
 
@@ -64,6 +66,51 @@ pub struct Reviewed {
     pub body: Vec<u8>,
     /// What happened.
     pub summary: Summary,
+}
+
+/// The response review. Written here rather than with kube's `AdmissionResponse` because that
+/// type serialises the patch as an array of numbers; the API contract is a base64 string.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+impl<'a> Response<'a> {
+    fn allow(uid: &'a str) -> Self {
+        Self {
+            uid,
+            allowed: true,
+            patch: None,
+            patch_type: None,
+            warnings: &[],
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        let review = ResponseReview {
+            api_version: API_VERSION,
+            kind: "AdmissionReview",
+            response: self,
+        };
+        // A struct of strings and bools always serialises.
+        serde_json::to_vec(&review).unwrap_or_default()
+    }
 }
 
 /// Answers one AdmissionReview request body.
@@ -134,7 +181,7 @@ fn diagnose(body: &[u8], typed_err: serde_json::Error) -> Result<Reviewed, Revie
         dry_run: req.dry_run,
     };
     Ok(Reviewed {
-        body: serialize(AdmissionResponse::from(&req)),
+        body: Response::allow(&req.uid).into_vec(),
         summary,
     })
 }
@@ -148,37 +195,30 @@ fn answer_pod(req: &AdmissionRequest<Pod>, library: &Library) -> Reviewed {
         template: None,
         dry_run: req.dry_run,
     };
-    let response = AdmissionResponse::from(req);
+    let mut response = Response::allow(&req.uid);
     let examine = req.operation == Operation::Create
         && req.sub_resource.is_none()
         && req.resource.resource == "pods";
     let Some(pod) = req.object.as_ref().filter(|_| examine) else {
         return Reviewed {
-            body: serialize(response),
+            body: response.into_vec(),
             summary,
         };
     };
     let decision = detect::decide(pod, library);
     summary.outcome = Some(decision.outcome);
     summary.template = decision.template.clone();
+    response.warnings = &decision.warnings;
+    if !decision.add.is_empty() {
+        let p = patch::add_annotations(pod.metadata.annotations.as_ref(), &decision.add);
+        if let Ok(bytes) = serde_json::to_vec(&p) {
+            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            response.patch_type = Some("JSONPatch");
+        }
+    }
     Reviewed {
-        body: serialize(respond(response, pod, decision)),
+        body: response.into_vec(),
         summary,
-    }
-}
-
-fn respond(mut response: AdmissionResponse, pod: &Pod, decision: Decision) -> AdmissionResponse {
-    if !decision.warnings.is_empty() {
-        response.warnings = Some(decision.warnings);
-    }
-    if decision.add.is_empty() {
-        return response;
-    }
-    let p = patch::add_annotations(pod.metadata.annotations.as_ref(), &decision.add);
-    match response.clone().with_patch(p) {
-        Ok(r) => r,
-        // Serialising a patch of strings cannot fail; if it ever did, admit unchanged.
-        Err(_) => response,
     }
 }
 
@@ -193,15 +233,9 @@ fn pod_name<T: kube::Resource>(req: &AdmissionRequest<T>) -> String {
         .unwrap_or_default()
 }
 
-fn serialize(response: AdmissionResponse) -> Vec<u8> {
-    // AdmissionReview<DynamicObject> of plain strings and bytes always serialises.
-    serde_json::to_vec(&response.into_review()).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
     use serde_json::json;
 
     fn lib() -> Library {
