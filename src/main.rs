@@ -1,1 +1,314 @@
-fn main() {}
+//! velero-hook-injector command line: serve the webhook, render manifests offline, inspect templates.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use velero_hook_injector::server::{self, AppState, ServeConfig};
+use velero_hook_injector::template::Library;
+use velero_hook_injector::{render, tls, velero};
+
+#[derive(Parser)]
+#[command(
+    name = "velero-hook-injector",
+    version,
+    about = "Inject application-consistent Velero backup hooks into database pods"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the mutating webhook over HTTPS (/mutate, /healthz, /readyz, /metrics).
+    Serve {
+        /// Listen address.
+        #[arg(long, env = "VHI_ADDR", default_value = "0.0.0.0:8443")]
+        addr: SocketAddr,
+        /// PEM certificate chain. Without --tls-cert/--tls-key a development CA and certificate
+        /// for localhost are created in --certs-dir.
+        #[arg(long, env = "VHI_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key.
+        #[arg(long, env = "VHI_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Where development certificates are kept when no --tls-cert is given.
+        #[arg(long, default_value = "certs")]
+        certs_dir: PathBuf,
+        /// Log format.
+        #[arg(long, env = "VHI_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// How often certificate files are checked for rotation (Go duration).
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        reload_interval: Duration,
+        /// Time in-flight requests get to finish after SIGTERM (Go duration).
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        drain_timeout: Duration,
+        /// Time /readyz reports 503 after SIGTERM before the listener closes (Go duration).
+        #[arg(long, default_value = "2s", value_parser = duration)]
+        shutdown_delay: Duration,
+    },
+    /// Print manifests (files or stdin, YAML or JSON, multi-document) as the webhook would leave
+    /// their pods. Warnings go to stderr.
+    Render {
+        /// Manifest files; `-` or nothing reads stdin.
+        files: Vec<PathBuf>,
+        /// Print the JSON Patch for each pod (template) instead of the manifests.
+        #[arg(long)]
+        patch: bool,
+    },
+    /// List or show the built-in hook templates.
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
+    /// Create a CA and a serving certificate for the webhook's Service (installs without cert-manager).
+    Certs {
+        /// Service name.
+        #[arg(long, default_value = "velero-hook-injector")]
+        service: String,
+        /// Service namespace.
+        #[arg(long, default_value = "velero-hook-injector")]
+        namespace: String,
+        /// Output directory (ca.crt, tls.crt, tls.key).
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesAction {
+    /// One line per template: name, engine, phases, matched images.
+    List,
+    /// A template's description and the exact annotations it injects.
+    Show {
+        /// Template name.
+        name: String,
+        /// Container name to render into the annotations.
+        #[arg(long, default_value = "CONTAINER")]
+        container: String,
+    },
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    velero::parse_go_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 10s, 500ms or 1m"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            addr,
+            tls_cert,
+            tls_key,
+            certs_dir,
+            log_format,
+            reload_interval,
+            drain_timeout,
+            shutdown_delay,
+        } => {
+            init_logging(log_format);
+            let (cert, key) = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => (c, k),
+                _ => dev_certificates(&certs_dir)?,
+            };
+            let cfg = ServeConfig {
+                addr,
+                cert,
+                key,
+                reload_interval,
+                drain_timeout,
+                shutdown_delay,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(serve(cfg))
+        }
+        Command::Render { files, patch } => render_command(&files, patch),
+        Command::Templates { action } => templates_command(action),
+        Command::Certs {
+            service,
+            namespace,
+            out,
+            days,
+        } => {
+            let files = tls::generate(&out, &tls::service_dns_names(&service, &namespace), days)?;
+            println!(
+                "wrote {}, {}, {} for {service}.{namespace}.svc (valid {days} days)",
+                files.ca.display(),
+                files.cert.display(),
+                files.key.display()
+            );
+            println!("caBundle: base64 -w0 {}", files.ca.display());
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// A development CA and localhost certificate, created once and reused.
+fn dev_certificates(dir: &std::path::Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let files = tls::CertFiles::in_dir(dir);
+    if !files.exist() {
+        let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        tls::generate(dir, &names, 90).context("creating development certificates")?;
+        tracing::info!(dir = %dir.display(), "created a development CA and serving certificate for localhost");
+    }
+    tracing::info!(
+        "no --tls-cert given: serving the development certificate; try: curl --cacert {} https://localhost:<port>/healthz",
+        files.ca.display()
+    );
+    Ok((files.cert, files.key))
+}
+
+async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let library = Library::builtin().context("loading the built-in templates")?;
+    tracing::info!(templates = %library.names().join(","), "template library loaded");
+    let state = Arc::new(AppState::new(library));
+    let running = server::start(cfg, state).await?;
+    shutdown_signal().await;
+    running.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn render_command(files: &[PathBuf], print_patch: bool) -> anyhow::Result<()> {
+    let library = Library::builtin().context("loading the built-in templates")?;
+    let inputs: Vec<(String, String)> =
+        if files.is_empty() || files.iter().any(|f| f.as_os_str() == "-") {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading stdin")?;
+            vec![("-".to_owned(), text)]
+        } else {
+            files
+                .iter()
+                .map(|f| {
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))
+                        .map(|t| (f.display().to_string(), t))
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+    let mut out = String::new();
+    let mut first = true;
+    for (name, text) in &inputs {
+        for (i, doc) in render::parse_documents(name, text)?.into_iter().enumerate() {
+            let r = render::render(name, i + 1, doc, &library)?;
+            for w in &r.warnings {
+                eprintln!("Warning: {}: {w}", r.subject);
+            }
+            if print_patch {
+                if r.outcome.is_some() {
+                    out.push_str(&format!(
+                        "# {}\n{}\n",
+                        r.subject,
+                        serde_json::to_string_pretty(&r.patch)?
+                    ));
+                }
+            } else {
+                if !first {
+                    out.push_str("---\n");
+                }
+                out.push_str(&serde_yaml::to_string(&r.manifest)?);
+            }
+            first = false;
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn templates_command(action: TemplatesAction) -> anyhow::Result<()> {
+    let library = Library::builtin().context("loading the built-in templates")?;
+    match action {
+        TemplatesAction::List => {
+            println!("{:<10} {:<11} {:<24} IMAGES", "NAME", "ENGINE", "HOOKS");
+            for t in library.iter() {
+                let mut phases = Vec::new();
+                if t.hooks.pre_backup.is_some() {
+                    phases.push("pre-backup");
+                }
+                if t.hooks.post_backup.is_some() {
+                    phases.push("post-backup");
+                }
+                if t.hooks.post_restore.is_some() {
+                    phases.push("post-restore");
+                }
+                println!(
+                    "{:<10} {:<11} {:<24} {}",
+                    t.name,
+                    t.engine,
+                    phases.join(","),
+                    t.matcher.images.join(",")
+                );
+            }
+        }
+        TemplatesAction::Show { name, container } => {
+            let Some(t) = library.get(&name) else {
+                bail!(
+                    "no template {name:?}; known: {}",
+                    library.names().join(", ")
+                );
+            };
+            println!("# {} ({})\n# {}", t.name, t.engine, t.description.trim());
+            if let Some(r) = &t.matcher.versions {
+                println!("# versions: {r}");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&t.annotations(&container))?
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! The HTTPS server: a thin axum layer over [`crate::admission::review`].
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::admission;
+use crate::metrics::Metrics;
+use crate::template::Library;
+use crate::tls;
+
+/// Largest AdmissionReview body accepted (the API server's own limit for objects is ~1.5 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Shared state of the request handlers.
+pub struct AppState {
+    library: RwLock<Arc<Library>>,
+    /// Metrics exposed on /metrics.
+    pub metrics: Metrics,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// State serving `library`, not yet ready.
+    pub fn new(library: Library) -> Self {
+        Self {
+            library: RwLock::new(Arc::new(library)),
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The template library currently in force.
+    pub fn library(&self) -> Arc<Library> {
+        match self.library.read() {
+            Ok(l) => Arc::clone(&l),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the library atomically; requests in flight finish with the old one.
+    pub fn set_library(&self, library: Library) {
+        let new = Arc::new(library);
+        match self.library.write() {
+            Ok(mut l) => *l = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// Marks the server ready (or not) for /readyz.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// Binding or serving failed.
+    #[error("serving on {addr}: {source}")]
+    Io {
+        /// Listen address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The listener never reported its address.
+    #[error("the listener on {0} did not start")]
+    NotListening(SocketAddr),
+}
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// How often the certificate files are checked for changes.
+    pub reload_interval: Duration,
+    /// How long in-flight requests may take to finish after shutdown starts.
+    pub drain_timeout: Duration,
+    /// How long /readyz reports 503 before the listener closes, so endpoints are updated first.
+    pub shutdown_delay: Duration,
+}
+
+/// The HTTP routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        "ok\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn refuse(state: &AppState, status: StatusCode, reason: &str, message: String) -> Response {
+    state.metrics.error(reason);
+    tracing::warn!(status = status.as_u16(), reason, %message, "request refused");
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+async fn mutate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return refuse(
+            &state,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type must be application/json, got {content_type:?}"),
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(
+                &state,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "request body exceeds {MAX_BODY_BYTES} bytes; an AdmissionReview for a Pod is far smaller"
+                ),
+            );
+        }
+        Err(e) => {
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                format!("could not read request body: {e}"),
+            );
+        }
+    };
+    let library = state.library();
+    match admission::review(&body, &library) {
+        Ok(reviewed) => {
+            let s = &reviewed.summary;
+            let outcome = s.outcome.map_or("passthrough", |o| o.as_str());
+            let template = s.template.as_deref().unwrap_or("");
+            let elapsed = started.elapsed();
+            state
+                .metrics
+                .admission(outcome, template, elapsed.as_secs_f64());
+            tracing::info!(
+                uid = %s.uid,
+                namespace = %s.namespace,
+                pod = %s.pod,
+                template,
+                outcome,
+                dry_run = s.dry_run,
+                duration_us = elapsed.as_micros() as u64,
+                "admission"
+            );
+            ([(header::CONTENT_TYPE, "application/json")], reviewed.body).into_response()
+        }
+        Err(e) => refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            e.to_string(),
+        ),
+    }
+}
+
+/// A started server.
+pub struct Running {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    state: Arc<AppState>,
+    cfg: ServeConfig,
+}
+
+impl Running {
+    /// Graceful shutdown: /readyz goes 503, then after `shutdown_delay` the listener closes and
+    /// in-flight requests get up to `drain_timeout` to finish.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.state.set_ready(false);
+        tracing::info!(
+            delay_ms = self.cfg.shutdown_delay.as_millis() as u64,
+            "shutting down: readiness off"
+        );
+        tokio::time::sleep(self.cfg.shutdown_delay).await;
+        self.handle.graceful_shutdown(Some(self.cfg.drain_timeout));
+        let addr = self.addr;
+        match self.task.await {
+            Ok(r) => r.map_err(|source| ServeError::Io { addr, source }),
+            Err(e) => Err(ServeError::Io {
+                addr,
+                source: std::io::Error::other(e),
+            }),
+        }
+    }
+}
+
+/// Binds, starts serving in the background and starts the certificate reloader.
+pub async fn start(cfg: ServeConfig, state: Arc<AppState>) -> Result<Running, ServeError> {
+    let server_config = tls::server_config(&cfg.cert, &cfg.key)?;
+    let rustls = RustlsConfig::from_config(Arc::new(server_config));
+    let handle: Handle<SocketAddr> = Handle::new();
+    let app = router(Arc::clone(&state));
+    let server = axum_server::bind_rustls(cfg.addr, rustls.clone())
+        .handle(handle.clone())
+        .first_request_timeout(Duration::from_secs(10));
+    let task = tokio::spawn(server.serve(app.into_make_service()));
+    let addr = handle
+        .listening()
+        .await
+        .ok_or(ServeError::NotListening(cfg.addr))?;
+    tokio::spawn(watch_certificates(cfg.clone(), rustls, Arc::clone(&state)));
+    state.set_ready(true);
+    tracing::info!(%addr, "serving HTTPS");
+    Ok(Running {
+        addr,
+        handle,
+        task,
+        state,
+        cfg,
+    })
+}
+
+fn fingerprint(cfg: &ServeConfig) -> Option<u64> {
+    let cert = std::fs::read(&cfg.cert).ok()?;
+    let key = std::fs::read(&cfg.key).ok()?;
+    let mut h = DefaultHasher::new();
+    cert.hash(&mut h);
+    key.hash(&mut h);
+    Some(h.finish())
+}
+
+/// Polls the certificate files and swaps the serving pair when they change. Polling, not
+/// inotify: Kubernetes updates mounted Secrets by swapping a symlink, which watches miss.
+/// An unreadable or mismatched pair is refused and the previous pair keeps serving.
+async fn watch_certificates(cfg: ServeConfig, rustls: RustlsConfig, state: Arc<AppState>) {
+    let mut seen = fingerprint(&cfg);
+    let mut ticker = tokio::time::interval(cfg.reload_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = fingerprint(&cfg);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match tls::server_config(&cfg.cert, &cfg.key) {
+            Ok(c) => {
+                rustls.reload_from_config(Arc::new(c));
+                state.metrics.reload("certificate", true);
+                tracing::info!(cert = %cfg.cert.display(), "certificate reloaded");
+            }
+            Err(e) => {
+                state.metrics.reload("certificate", false);
+                tracing::warn!(error = %e, "certificate change refused; still serving the previous certificate");
+            }
+        }
+    }
+}
