@@ -133,6 +133,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
 fn refuse(state: &AppState, status: StatusCode, reason: &str, message: String) -> Response {
     state.metrics.error(reason);
     tracing::warn!(status = status.as_u16(), reason, %message, "request refused");
@@ -150,15 +155,12 @@ async fn mutate(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    // The API server always sends application/json; a missing header is tolerated (kubectl
+    // create --raw sends none), a different type is refused.
     let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+        .map(|v| v.to_str().unwrap_or("<non-ASCII>"));
+    if let Some(content_type) = content_type.filter(|ct| !is_json(ct)) {
         return refuse(
             &state,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
