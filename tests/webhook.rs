@@ -26,7 +26,13 @@ async fn every_captured_request_is_answered_and_database_pods_are_patched() {
     let srv = TestServer::start().await;
     let client = srv.client(&[]);
     let url = srv.url("/mutate");
-    let cases: Vec<(&str, Option<(usize, &str)>, Option<&str>)> = vec![
+    // (fixture, container rewritten to a database image, expected injected prefix)
+    type Case = (
+        &'static str,
+        Option<(usize, &'static str)>,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "pod-create-simple.json",
             Some((0, "postgres:16.4")),
