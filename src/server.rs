@@ -105,13 +105,48 @@ pub struct ServeConfig {
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/mutate", post(mutate))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    // Load benchmarks only: the same TLS, HTTP and body reading as /mutate, without the admission.
+    #[cfg(feature = "bench-null")]
+    let routes = routes.route("/null", post(|_body: Bytes| async { "ok\n" }));
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            deadline,
+        ))
         .with_state(state)
+}
+
+/// Time a request gets, once its headers are in, to deliver its body and be answered.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time a client gets to send the headers of each request on an HTTP/1.1 connection; it also
+/// closes keep-alive connections idle for that long. The first request is bounded the same.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds a request whose body trickles in (slow-loris on the body), answering 408.
+async fn deadline(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => refuse(
+            &state,
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "request not received and answered within {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        ),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -258,9 +293,13 @@ pub async fn start(cfg: ServeConfig, state: Arc<AppState>) -> Result<Running, Se
     let rustls = RustlsConfig::from_config(Arc::new(server_config));
     let handle: Handle<SocketAddr> = Handle::new();
     let app = router(Arc::clone(&state));
-    let server = axum_server::bind_rustls(cfg.addr, rustls.clone())
+    let mut server = axum_server::bind_rustls(cfg.addr, rustls.clone())
         .handle(handle.clone())
-        .first_request_timeout(Duration::from_secs(10));
+        .first_request_timeout(HEADER_READ_TIMEOUT);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(HEADER_READ_TIMEOUT));
     let task = tokio::spawn(server.serve(app.into_make_service()));
     let addr = handle
         .listening()
