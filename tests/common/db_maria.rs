@@ -1,0 +1,205 @@
+//! Throwaway MariaDB servers (Debian mariadb-server) for the mysql and mariadb templates.
+//! mariadbd runs as root with `--user=root` on a temp datadir, socket and port.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::db::{self, Container, Proc};
+
+/// Root password of every test server.
+pub const ROOT_PASSWORD: &str = "maria-s3cret";
+/// The server binary.
+pub const MARIADBD: &str = "/usr/sbin/mariadbd";
+const INSTALL_DB: &str = "/usr/bin/mariadb-install-db";
+const CLIENT: &str = "/usr/bin/mariadb";
+
+/// True when the binaries exist (skip/require policy applied).
+pub fn available() -> bool {
+    db::have(Path::new(MARIADBD), "mariadbd (Debian mariadb-server)")
+        && db::have(Path::new(INSTALL_DB), "mariadb-install-db")
+        && db::have(Path::new(CLIENT), "mariadb client")
+}
+
+/// A running throwaway server.
+pub struct MariaServer {
+    /// Temp root; removed on drop.
+    pub tmp: tempfile::TempDir,
+    /// Datadir.
+    pub data: PathBuf,
+    /// Unix socket.
+    pub sock: PathBuf,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    proc: Option<Proc>,
+}
+
+impl MariaServer {
+    /// mariadb-install-db + start + root password + app.t table.
+    pub fn init() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-maria")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        db::sh(
+            Command::new(INSTALL_DB)
+                .args(["--no-defaults", "--user=root", "--skip-test-db"])
+                .arg("--auth-root-authentication-method=normal")
+                .arg(format!("--datadir={}", data.display())),
+        )
+        .expect("mariadb-install-db");
+        let mut s = MariaServer {
+            sock: tmp.path().join("mysqld.sock"),
+            tmp,
+            data,
+            port: 0,
+            proc: None,
+        };
+        s.start();
+        s.sql_as(
+            None,
+            &format!(
+                "ALTER USER root@localhost IDENTIFIED BY '{ROOT_PASSWORD}'; \
+                 ALTER USER root@'127.0.0.1' IDENTIFIED BY '{ROOT_PASSWORD}'; \
+                 CREATE DATABASE app; CREATE TABLE app.t (n BIGINT PRIMARY KEY) ENGINE=InnoDB"
+            ),
+        )
+        .expect("setup");
+        s
+    }
+
+    fn start(&mut self) {
+        self.port = db::free_port();
+        let log = self.tmp.path().join(format!("err-{}.log", self.port));
+        let proc = Proc::spawn(
+            Command::new(MARIADBD)
+                .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
+                .arg(format!("--datadir={}", self.data.display()))
+                .arg(format!("--socket={}", self.sock.display()))
+                .arg(format!("--port={}", self.port))
+                .arg(format!(
+                    "--pid-file={}",
+                    self.tmp.path().join("mysqld.pid").display()
+                ))
+                .arg(format!("--log-error={}", log.display()))
+                .args(["--innodb-buffer-pool-size=32M", "--max-connections=50"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        self.proc = Some(proc);
+        let ready = db::wait_for(Duration::from_secs(60), || {
+            self.sql("SELECT 1")
+                .ok()
+                .or_else(|| self.sql_as(None, "SELECT 1").ok())
+        });
+        assert!(ready.is_some(), "mariadbd did not start: {}", self.log());
+    }
+
+    /// The error log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join(format!("err-{}.log", self.port)))
+            .unwrap_or_default()
+    }
+
+    /// Runs SQL as root with the password over the socket.
+    pub fn sql(&self, q: &str) -> Result<String, String> {
+        self.sql_as(Some(ROOT_PASSWORD), q)
+    }
+
+    fn sql_as(&self, pw: Option<&str>, q: &str) -> Result<String, String> {
+        let mut c = Command::new(CLIENT);
+        c.arg("--no-defaults")
+            .arg(format!("--socket={}", self.sock.display()))
+            .args([
+                "--user=root",
+                "--batch",
+                "--skip-column-names",
+                "--connect-timeout=5",
+                "-e",
+                q,
+            ]);
+        if let Some(pw) = pw {
+            c.env("MYSQL_PWD", pw);
+        }
+        db::sh(&mut c).map(|s| s.trim().to_owned())
+    }
+
+    /// Number of live holder sessions left by the hooks.
+    pub fn holder_sessions(&self) -> u64 {
+        self.sql(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE id <> CONNECTION_ID() \
+             AND info LIKE '%velero-hook-injector-hold%'",
+        )
+        .expect("processlist")
+        .parse()
+        .expect("n")
+    }
+
+    /// Count of rows with n <= upto, and max(n).
+    pub fn rows(&self, upto: u64) -> (u64, u64) {
+        let out = self
+            .sql(&format!(
+                "SELECT (SELECT COUNT(*) FROM app.t WHERE n <= {upto}), (SELECT COALESCE(MAX(n),0) FROM app.t)"
+            ))
+            .expect("rows");
+        let mut it = out.split_whitespace().map(|x| x.parse::<u64>().expect("n"));
+        (it.next().expect("count"), it.next().expect("max"))
+    }
+
+    /// A writer committing one INSERT per client process.
+    pub fn writer(&self) -> db::Writer {
+        let sock = self.sock.clone();
+        db::Writer::start(move |n| {
+            db::sh(
+                Command::new(CLIENT)
+                    .env("MYSQL_PWD", ROOT_PASSWORD)
+                    .arg("--no-defaults")
+                    .arg(format!("--socket={}", sock.display()))
+                    .args(["--user=root", "-e"])
+                    .arg(format!("INSERT INTO app.t VALUES ({n})")),
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The simulated container: socket in MYSQL_UNIX_PORT, root password in `pw_var`.
+    pub fn container(&self, pw_var: &str) -> Container {
+        Container::new(self.tmp.path())
+            .with("MYSQL_UNIX_PORT", &self.sock.display().to_string())
+            .with(pw_var, ROOT_PASSWORD)
+            .with("MYSQL_PORT", "tcp://10.96.0.13:3306")
+    }
+
+    /// Stops the server (server down scenario).
+    pub fn shutdown(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.stop("TERM");
+        }
+    }
+
+    /// Copies the datadir with the server frozen (atomic-snapshot stand-in) and starts a new
+    /// server on the copy.
+    pub fn restore_from_snapshot(&self) -> MariaServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-maria-restore")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        db::snapshot_copy(
+            self.proc.as_ref().expect("running").pid(),
+            &self.data,
+            &data,
+        );
+        let mut s = MariaServer {
+            sock: tmp.path().join("mysqld.sock"),
+            tmp,
+            data,
+            port: 0,
+            proc: None,
+        };
+        s.start();
+        s
+    }
+}
