@@ -451,8 +451,7 @@ def test_server_arguments(render):
         "--tls-cert=/tls/tls.crt",
         "--tls-key=/tls/tls.key",
         "--log-format=json",
-        "--mode=inject",
-    ]
+    ]  # mode inject is the server's default: no --mode flag
     assert c["image"] == "ghcr.io/velero-hook-injector/velero-hook-injector:0.1.0"
     assert c["imagePullPolicy"] == "IfNotPresent"
     mounts = {m["name"]: m for m in c["volumeMounts"]}
@@ -490,6 +489,7 @@ def test_custom_templates_configmap_mount_and_flag(render):
 def test_mode_log_format_and_extra_args(render):
     c = render({"mode": "warn", "logFormat": "text", "extraArgs": ["--drain-timeout=8s"]}).container
     assert "--mode=warn" in c["args"] and "--log-format=text" in c["args"]
+    assert "--mode=enforce" in render({"mode": "enforce"}).container["args"]
     assert c["args"][-1] == "--drain-timeout=8s"
 
 
