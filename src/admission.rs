@@ -7,8 +7,11 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use serde::Serialize;
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use crate::detect::{self, Outcome};
 use crate::patch;
+use crate::policy::{self, Mode, NamespaceLookup, NoNamespaces};
 use crate::template::Library;
 
 /// The only AdmissionReview version served; v1beta1 is refused (see README).
@@ -57,6 +60,12 @@ pub struct Summary {
     pub template: Option<String>,
     /// request.dryRun.
     pub dry_run: bool,
+    /// Mode applied.
+    pub mode: Mode,
+    /// True when the namespace policy could not be read and the webhook failed open.
+    pub degraded: bool,
+    /// False when the pod was denied (enforce mode).
+    pub allowed: bool,
 }
 
 /// A serialized response review plus its summary.
@@ -87,8 +96,20 @@ struct Response<'a> {
     patch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_annotations: Option<&'a BTreeMap<String, String>>,
+}
+
+/// `metav1.Status` for a denial.
+#[derive(Serialize)]
+struct Status {
+    code: u16,
+    reason: &'static str,
+    message: String,
 }
 
 impl<'a> Response<'a> {
@@ -98,7 +119,9 @@ impl<'a> Response<'a> {
             allowed: true,
             patch: None,
             patch_type: None,
+            status: None,
             warnings: &[],
+            audit_annotations: None,
         }
     }
 
@@ -113,8 +136,30 @@ impl<'a> Response<'a> {
     }
 }
 
-/// Answers one AdmissionReview request body.
+/// What a review needs besides the body.
+pub struct Context<'a> {
+    /// Templates in force.
+    pub library: &'a Library,
+    /// Mode for namespaces that do not set one.
+    pub cluster_mode: Mode,
+    /// Per-namespace policy.
+    pub namespaces: &'a dyn NamespaceLookup,
+}
+
+/// Answers one AdmissionReview request body in `inject` mode, with no namespace policy.
 pub fn review(body: &[u8], library: &Library) -> Result<Reviewed, ReviewError> {
+    review_with(
+        body,
+        &Context {
+            library,
+            cluster_mode: Mode::Inject,
+            namespaces: &NoNamespaces,
+        },
+    )
+}
+
+/// Answers one AdmissionReview request body.
+pub fn review_with(body: &[u8], ctx: &Context<'_>) -> Result<Reviewed, ReviewError> {
     match serde_json::from_slice::<AdmissionReview<Pod>>(body) {
         Ok(review) => {
             check_envelope(&review.types.api_version, &review.types.kind)?;
@@ -126,7 +171,7 @@ pub fn review(body: &[u8], library: &Library) -> Result<Reviewed, ReviewError> {
             if req.operation == Operation::Create && req.object.is_none() {
                 return Err(ReviewError::MissingObject("CREATE"));
             }
-            Ok(answer_pod(&req, library))
+            Ok(answer_pod(&req, ctx))
         }
         Err(typed_err) => diagnose(body, typed_err),
     }
@@ -179,6 +224,9 @@ fn diagnose(body: &[u8], typed_err: serde_json::Error) -> Result<Reviewed, Revie
         outcome: None,
         template: None,
         dry_run: req.dry_run,
+        mode: Mode::Inject,
+        degraded: false,
+        allowed: true,
     };
     Ok(Reviewed {
         body: Response::allow(&req.uid).into_vec(),
@@ -186,14 +234,18 @@ fn diagnose(body: &[u8], typed_err: serde_json::Error) -> Result<Reviewed, Revie
     })
 }
 
-fn answer_pod(req: &AdmissionRequest<Pod>, library: &Library) -> Reviewed {
+fn answer_pod(req: &AdmissionRequest<Pod>, ctx: &Context<'_>) -> Reviewed {
+    let namespace = req.namespace.clone().unwrap_or_default();
     let mut summary = Summary {
         uid: req.uid.clone(),
-        namespace: req.namespace.clone().unwrap_or_default(),
+        namespace,
         pod: pod_name(req),
         outcome: None,
         template: None,
         dry_run: req.dry_run,
+        mode: ctx.cluster_mode,
+        degraded: false,
+        allowed: true,
     };
     let mut response = Response::allow(&req.uid);
     let examine = req.operation == Operation::Create
@@ -205,12 +257,36 @@ fn answer_pod(req: &AdmissionRequest<Pod>, library: &Library) -> Reviewed {
             summary,
         };
     };
-    let decision = detect::decide(pod, library);
+    let decision = detect::decide(pod, ctx.library);
     summary.outcome = Some(decision.outcome);
     summary.template = decision.template.clone();
-    response.warnings = &decision.warnings;
-    if !decision.add.is_empty() {
-        let p = patch::add_annotations(pod.metadata.annotations.as_ref(), &decision.add);
+    // The namespace is looked up only for pods that matter, keeping the common path cheap.
+    let effective = if decision.outcome == Outcome::NoDatabase {
+        policy::effective_mode(ctx.cluster_mode, &policy::NamespaceView::Known(None))
+    } else {
+        policy::effective_mode(ctx.cluster_mode, &ctx.namespaces.lookup(&summary.namespace))
+    };
+    summary.mode = effective.mode;
+    summary.degraded = effective.degraded;
+    let annotations = pod.metadata.annotations.as_ref();
+    let mut verdict = policy::apply(effective.mode, decision, annotations);
+    if let Some(w) = effective.warning {
+        verdict.warnings.push(w);
+    }
+    summary.allowed = verdict.allowed;
+    response.allowed = verdict.allowed;
+    response.warnings = &verdict.warnings;
+    if !verdict.audit.is_empty() {
+        response.audit_annotations = Some(&verdict.audit);
+    }
+    if let Some(message) = verdict.denial.clone() {
+        response.status = Some(Status {
+            code: 403,
+            reason: "Forbidden",
+            message,
+        });
+    } else if !verdict.add.is_empty() {
+        let p = patch::add_annotations(annotations, &verdict.add);
         if let Ok(bytes) = serde_json::to_vec(&p) {
             response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
             response.patch_type = Some("JSONPatch");
@@ -358,5 +434,70 @@ mod tests {
         let mut r = postgres_review();
         r["request"]["object"]["spec"]["containers"] = json!("nope");
         assert!(err(&serde_json::to_vec(&r).expect("ser")).contains("malformed"));
+    }
+
+    struct Fixed(policy::NamespaceView);
+    impl NamespaceLookup for Fixed {
+        fn lookup(&self, _: &str) -> policy::NamespaceView {
+            self.0.clone()
+        }
+    }
+
+    fn answer_in(v: &Value, cluster_mode: Mode, view: policy::NamespaceView) -> Value {
+        let lib = lib();
+        let ctx = Context {
+            library: &lib,
+            cluster_mode,
+            namespaces: &Fixed(view),
+        };
+        let out = review_with(&serde_json::to_vec(v).expect("ser"), &ctx).expect("reviewed");
+        serde_json::from_slice(&out.body).expect("json")
+    }
+
+    #[test]
+    fn warn_mode_namespace_gets_warnings_and_audit_but_no_patch() {
+        let resp = answer_in(
+            &postgres_review(),
+            Mode::Inject,
+            policy::NamespaceView::Known(Some("warn".into())),
+        );
+        assert!(resp["response"]["patch"].is_null());
+        assert_eq!(
+            resp["response"]["auditAnnotations"]["would-inject"],
+            "postgres/simple"
+        );
+        assert!(
+            resp["response"]["warnings"][0]
+                .as_str()
+                .is_some_and(|w| w.contains("would inject"))
+        );
+    }
+
+    #[test]
+    fn enforce_denies_an_unsupported_database_and_explains_the_fix() {
+        let mut r = postgres_review();
+        r["request"]["object"]["spec"]["containers"][0]["image"] = json!("mariadb:10.3");
+        let resp = answer_in(&r, Mode::Enforce, policy::NamespaceView::Known(None));
+        assert_eq!(resp["response"]["allowed"], false);
+        assert_eq!(resp["response"]["status"]["code"], 403);
+        let msg = resp["response"]["status"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            msg.contains("10.3") && msg.contains(policy::EXCEPTION_ANNOTATION),
+            "{msg}"
+        );
+        // Unknown namespace policy: fail open, never deny, and say so.
+        let resp = answer_in(
+            &r,
+            Mode::Enforce,
+            policy::NamespaceView::Unknown("namespace cache not synced".into()),
+        );
+        assert_eq!(resp["response"]["allowed"], true);
+        assert!(
+            resp["response"]["warnings"]
+                .to_string()
+                .contains("failed open")
+        );
     }
 }
