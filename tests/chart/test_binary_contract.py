@@ -232,3 +232,25 @@ def test_ecdsa_pkcs8_key_like_cert_manager_issues(render, tmp_path):
         assert server.request("GET", "/readyz")[0] == 200
     finally:
         server.stop()
+
+
+def test_secret_mode_with_the_binarys_certs_command(render, tmp_path):
+    """The documented no-cert-manager path: `certs` output -> kubectl create secret tls +
+    --set-file certificates.secret.caBundle=ca.crt -> the server verifies for the Service name."""
+    out = tmp_path / "certs"
+    done = subprocess.run([str(BINARY), "certs", "--service", RELEASE, "--namespace", NAMESPACE,
+                           "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in out.iterdir()} >= {"ca.crt", "tls.crt", "tls.key"}
+    ca_pem = (out / "ca.crt").read_text()
+    r = render({"certificates": {"mode": "secret", "secret": {"name": "vhi-tls", "caBundle": ca_pem}}})
+    assert base64.b64decode(r.webhook["clientConfig"]["caBundle"]).decode().strip() == ca_pem.strip()
+    (tmp_path / "tls.crt").write_bytes((out / "tls.crt").read_bytes())
+    (tmp_path / "tls.key").write_bytes((out / "tls.key").read_bytes())
+    server = Server(r.container["args"], tmp_path,
+                    base64.b64decode(r.webhook["clientConfig"]["caBundle"]))
+    try:
+        server.start()
+        assert server.request("GET", "/readyz")[0] == 200
+    finally:
+        server.stop()
