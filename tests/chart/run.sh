@@ -38,4 +38,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 cd "$repo"
+export PYTHONDONTWRITEBYTECODE=1
 exec "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here" "$@"

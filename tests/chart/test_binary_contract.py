@@ -216,7 +216,7 @@ def test_ecdsa_pkcs8_key_like_cert_manager_issues(render, tmp_path):
     cert_spec = render({"certificates": {"mode": "certManager"}}).one("Certificate", f"{RELEASE}-tls")["spec"]
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cert_spec["commonName"])]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cert_spec["dnsNames"][0])]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in cert_spec["dnsNames"]]), critical=False)

@@ -391,7 +391,8 @@ def test_cert_manager_mode(render):
     assert spec["issuerRef"] == {"name": f"{RELEASE}-ca", "kind": "Issuer", "group": "cert-manager.io"}
     assert SERVICE_HOST in spec["dnsNames"]
     assert f"{SERVICE_HOST}.cluster.local" in spec["dnsNames"]
-    assert "server auth" in spec["usages"]
+    assert spec["usages"] == ["server auth", "digital signature"]
+    assert "commonName" not in spec  # 64-character limit; the SANs are what is verified
     assert spec["duration"] == "2160h" and spec["renewBefore"] == "360h"
     assert spec["privateKey"]["encoding"] == "PKCS8"
     vol = next(v for v in r.deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
@@ -693,3 +694,21 @@ def test_notes_explain_opt_in_and_check(render):
     fail_notes = render({"webhook": {"failurePolicy": "Fail"}, **CERT_MANAGER}).notes
     assert "failurePolicy is Ignore" not in fail_notes
     assert f"get certificate {RELEASE}-tls" in fail_notes
+
+
+@pytest.mark.parametrize("mode", ["selfSigned", "certManager"])
+def test_longest_release_and_namespace_names(render, mode):
+    name, namespace = "r" * 53, "n" * 63  # Helm's and Kubernetes' limits
+    r = render({"certificates": {"mode": mode}, "serviceMonitor": {"enabled": True},
+                "customTemplates": CUSTOM_TEMPLATES}, name=name, namespace=namespace)
+    for doc in r.docs:
+        assert len(doc["metadata"]["name"]) <= 63, doc["metadata"]["name"]
+        if not is_crd(doc):
+            validate_k8s(doc, K8S_VERSIONS[-1])
+    host = f"{r.one('Service')['metadata']['name']}.{namespace}.svc"
+    if mode == "selfSigned":
+        cert = load_cert(r.one("Secret")["data"]["tls.crt"])
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert host in sans.get_values_for_type(x509.DNSName)
+    else:
+        assert host in r.one("Certificate", f"{r.one('Service')['metadata']['name']}-tls")["spec"]["dnsNames"]
