@@ -712,3 +712,30 @@ def test_longest_release_and_namespace_names(render, mode):
         assert host in sans.get_values_for_type(x509.DNSName)
     else:
         assert host in r.one("Certificate", f"{r.one('Service')['metadata']['name']}-tls")["spec"]["dnsNames"]
+
+
+@pytest.mark.parametrize("combo", ["defaults", "certManager", "secret-pem"])
+def test_helm_install_client_dry_run(combo):
+    """The whole install action (kubeVersion check, hook and kind ordering, NOTES), offline.
+
+    The configured API server is a closed loopback port: a client dry run must not need it.
+    """
+    with helm.Config(kube_apiserver="http://127.0.0.1:1", namespace=NAMESPACE) as cfg:
+        rel = cfg.install(str(CHART_DIR), RELEASE, COMBOS[combo], dry_run="client", namespace=NAMESPACE)
+    assert rel["name"] == RELEASE and rel["namespace"] == NAMESPACE
+    assert "velero-hook-injector.io/inject=enabled" in rel["notes"]
+    installed = parse({"manifest.yaml": rel["manifest"]})
+    assert installed.webhook["failurePolicy"] == "Ignore"
+    kinds = [d["kind"] for d in installed.docs]
+    # Helm installs the webhook configuration after the Deployment and Service it points to.
+    assert kinds.index("MutatingWebhookConfiguration") > kinds.index("Deployment")
+    assert kinds.index("MutatingWebhookConfiguration") > kinds.index("Service")
+
+
+def test_packaged_chart_renders_the_same(tmp_path, render):
+    archive = helm.package(str(CHART_DIR), destination=str(tmp_path))
+    assert archive.endswith("velero-hook-injector-0.1.0.tgz")
+    with helm.Chart.load(archive) as packed:
+        r = parse(packed.render({}, name=RELEASE, namespace=NAMESPACE))
+        assert packed.schema is not None
+    assert r.kinds() == render().kinds()
