@@ -1,0 +1,329 @@
+//! The `redis` template against a real Redis 7 server (Debian redis-server) in AOF, RDB-only
+//! and no-persistence modes.
+
+#[path = "common/db.rs"]
+mod db;
+#[path = "common/db_redis.rs"]
+mod db_redis;
+
+use std::time::Duration;
+
+use db::{Phase, run_hook};
+use db_redis::{Mode, RedisServer};
+
+const PW: &str = "redis-s3cret";
+
+fn tpl() -> velero_hook_injector::template::Template {
+    db::template("redis")
+}
+
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = walk(dir);
+    v.sort();
+    v
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+/// Puts `n` keys of filler in one round trip (so rewrites and saves take measurable time).
+fn fill(s: &RedisServer, n: u64) {
+    let script = "for i=1,tonumber(ARGV[1]) do redis.call('SET','fill:'..i,string.rep('x',100)) end return 1";
+    s.cli(&["EVAL", script, "0", &n.to_string()]).expect("fill");
+}
+
+/// (1) pre and post exit 0 in every mode, with a writer running; nothing is deleted.
+fn pre_post_succeed(mode: Mode) {
+    if !db_redis::available() {
+        return;
+    }
+    let s = RedisServer::start(mode, Some(PW));
+    let w = s.writer();
+    let c = s.container();
+    s.cli(&["SAVE"]).expect("save");
+    let before = files(&s.data);
+    let r = run_hook(&tpl(), Phase::Pre, &c).expect("pre");
+    r.assert_ok("pre");
+    match mode {
+        Mode::Aof => assert!(r.stdout.contains("AOF mode"), "{r}"),
+        Mode::Rdb => assert!(r.stdout.contains("RDB mode"), "{r}"),
+        Mode::None => assert!(r.stdout.contains("cache only"), "{r}"),
+    }
+    run_hook(&tpl(), Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post");
+    let after = files(&s.data);
+    for f in &before {
+        assert!(
+            after.contains(f) || f.contains("appendonly"),
+            "{f} was deleted"
+        );
+    }
+    assert!(
+        after.iter().any(|f| f.ends_with("dump.rdb")),
+        "dump.rdb must survive"
+    );
+    assert!(w.progresses(3, Duration::from_secs(10)));
+    w.stop();
+}
+
+/// (2a) AOF: a running rewrite is waited for, rewrites are paused until post, and post restores
+/// exactly the previous value.
+fn aof_effect() {
+    if !db_redis::available() {
+        return;
+    }
+    let s = RedisServer::start(Mode::Aof, Some(PW));
+    s.cli(&["CONFIG", "SET", "auto-aof-rewrite-percentage", "77"])
+        .expect("set");
+    fill(&s, 20_000);
+    // ~20 000 keys x 150 us: the rewrite below takes about 3 s.
+    s.cli(&["CONFIG", "SET", "rdb-key-save-delay", "150"])
+        .expect("delay");
+    let w = s.writer();
+    s.cli(&["BGREWRITEAOF"]).expect("rewrite");
+    assert_eq!(
+        s.info("aof_rewrite_in_progress"),
+        "1",
+        "control: a rewrite is running"
+    );
+    let c = s.container();
+    let r = run_hook(&tpl(), Phase::Pre, &c).expect("pre");
+    r.assert_ok("pre");
+    assert_eq!(
+        s.info("aof_rewrite_in_progress"),
+        "0",
+        "pre returned during a rewrite"
+    );
+    assert_eq!(s.info("aof_rewrite_scheduled"), "0");
+    assert!(
+        r.elapsed > Duration::from_millis(500),
+        "pre did not wait for the rewrite: {r}"
+    );
+    assert_eq!(s.config("auto-aof-rewrite-percentage"), "0");
+    assert!(w.progresses(5, Duration::from_secs(10)), "writes go on");
+    run_hook(&tpl(), Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post");
+    assert_eq!(s.config("auto-aof-rewrite-percentage"), "77");
+    w.stop();
+}
+
+/// (2b) RDB only: LASTSAVE advances to a fresh, successful dump; without the hook it does not.
+fn rdb_effect() {
+    if !db_redis::available() {
+        return;
+    }
+    let s = RedisServer::start(Mode::Rdb, Some(PW));
+    let w = s.writer();
+    let l0 = s.lastsave();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s.lastsave(), l0, "control: no save happens by itself");
+    run_hook(&tpl(), Phase::Pre, &s.container())
+        .expect("pre")
+        .assert_ok("pre");
+    assert!(s.lastsave() > l0, "LASTSAVE did not advance");
+    assert_eq!(s.info("rdb_last_bgsave_status"), "ok");
+    assert_eq!(s.info("rdb_bgsave_in_progress"), "0");
+    assert!(s.data.join("dump.rdb").exists());
+    w.stop();
+}
+
+/// (3) restore from a snapshot taken between pre and post.
+fn restore_from_snapshot(mode: Mode) {
+    if !db_redis::available() {
+        return;
+    }
+    let s = RedisServer::start(mode, Some(PW));
+    let w = s.writer();
+    let c = s.container();
+    let before_pre = w.committed();
+    run_hook(&tpl(), Phase::Pre, &c)
+        .expect("pre")
+        .assert_ok("pre");
+    let after_pre = w.committed();
+    let restored = s.restore_from_snapshot();
+    run_hook(&tpl(), Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post");
+    w.stop();
+    match mode {
+        // AOF holds everything written before the snapshot.
+        Mode::Aof => assert_eq!(restored.keys_upto(after_pre), after_pre),
+        // The dump holds everything written before the hook's BGSAVE forked.
+        Mode::Rdb => assert_eq!(restored.keys_upto(before_pre), before_pre),
+        // A cache restores empty; the hook said so ("cache only").
+        Mode::None => assert_eq!(restored.keys_upto(after_pre), 0),
+    }
+}
+
+/// (4) failures are loud; a failing pre leaves the configuration as it was.
+fn failures_are_loud(mode: Mode) {
+    if !db_redis::available() {
+        return;
+    }
+    let mut s = RedisServer::start(mode, Some(PW));
+    let t = tpl();
+    let c = s.container();
+    let r = run_hook(&t, Phase::Pre, &c.clone().with("REDIS_PASSWORD", "wrong")).expect("pre");
+    r.assert_fails_with("wrong password", "cannot use redis");
+    assert!(
+        !r.stderr.contains("wrong") || r.stderr.contains("WRONGPASS"),
+        "{r}"
+    );
+    let mut none = c.clone();
+    none.unset("REDIS_PASSWORD");
+    run_hook(&t, Phase::Pre, &none)
+        .expect("pre")
+        .assert_fails_with("no password", "NOAUTH");
+    let pwfile = s.tmp.path().join("redis-pw");
+    std::fs::write(&pwfile, PW).expect("pw file");
+    let file = none
+        .clone()
+        .with("REDIS_PASSWORD_FILE", &pwfile.display().to_string());
+    run_hook(&t, Phase::Pre, &file)
+        .expect("pre")
+        .assert_ok("password file");
+    run_hook(&t, Phase::Post, &file)
+        .expect("post")
+        .assert_ok("post with password file");
+    if mode == Mode::Aof {
+        // Post cannot reach the server: it fails loudly and keeps the saved value.
+        s.cli(&["CONFIG", "SET", "auto-aof-rewrite-percentage", "55"])
+            .expect("set");
+        run_hook(&t, Phase::Pre, &c).expect("pre").assert_ok("pre");
+        s.shutdown();
+        run_hook(&t, Phase::Post, &c)
+            .expect("post")
+            .assert_fails_with("server down at post", "could not restore");
+        let state = c.tmp.join("velero-hook-redis/auto-aof-rewrite-percentage");
+        let saved = std::fs::read_to_string(&state).expect("state kept");
+        assert_eq!(saved.lines().next(), Some("55"));
+    }
+    if mode == Mode::Rdb {
+        // The dump cannot be written: pre fails fast instead of waiting or claiming success.
+        std::fs::remove_dir_all(&s.data).expect("rm data");
+        let r = run_hook(&t, Phase::Pre, &c).expect("pre");
+        r.assert_fails_with("bgsave fails", "BGSAVE failed");
+        assert!(r.elapsed < Duration::from_secs(30), "{r}");
+        std::fs::create_dir_all(&s.data).expect("data");
+        s.shutdown();
+    }
+    if mode == Mode::None {
+        s.shutdown();
+    }
+    run_hook(&t, Phase::Pre, &c)
+        .expect("pre")
+        .assert_fails_with("server down", "Connection refused");
+}
+
+/// (5) pre twice never saves 0 as the previous value; post twice is fine.
+fn idempotent(mode: Mode) {
+    if !db_redis::available() {
+        return;
+    }
+    let s = RedisServer::start(mode, Some(PW));
+    let c = s.container();
+    s.cli(&["CONFIG", "SET", "auto-aof-rewrite-percentage", "77"])
+        .expect("set");
+    let l0 = s.lastsave();
+    run_hook(&tpl(), Phase::Pre, &c)
+        .expect("pre")
+        .assert_ok("pre #1");
+    let l1 = s.lastsave();
+    run_hook(&tpl(), Phase::Pre, &c)
+        .expect("pre")
+        .assert_ok("pre #2");
+    if mode == Mode::Rdb {
+        assert!(l1 > l0 && s.lastsave() > l1, "each pre writes a fresh dump");
+    }
+    run_hook(&tpl(), Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post #1");
+    run_hook(&tpl(), Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post #2");
+    assert_eq!(
+        s.config("auto-aof-rewrite-percentage"),
+        "77",
+        "the original value must come back after pre twice + post twice"
+    );
+}
+
+mod aof {
+    use super::Mode;
+    #[test]
+    fn s1_pre_post_succeed() {
+        super::pre_post_succeed(Mode::Aof)
+    }
+    #[test]
+    fn s2_rewrite_paused_and_restored() {
+        super::aof_effect()
+    }
+    #[test]
+    fn s3_restore_from_snapshot() {
+        super::restore_from_snapshot(Mode::Aof)
+    }
+    #[test]
+    fn s4_failures_are_loud() {
+        super::failures_are_loud(Mode::Aof)
+    }
+    #[test]
+    fn s5_idempotent() {
+        super::idempotent(Mode::Aof)
+    }
+}
+
+mod rdb {
+    use super::Mode;
+    #[test]
+    fn s1_pre_post_succeed() {
+        super::pre_post_succeed(Mode::Rdb)
+    }
+    #[test]
+    fn s2_fresh_dump() {
+        super::rdb_effect()
+    }
+    #[test]
+    fn s3_restore_from_snapshot() {
+        super::restore_from_snapshot(Mode::Rdb)
+    }
+    #[test]
+    fn s4_failures_are_loud() {
+        super::failures_are_loud(Mode::Rdb)
+    }
+    #[test]
+    fn s5_idempotent() {
+        super::idempotent(Mode::Rdb)
+    }
+}
+
+mod no_persistence {
+    use super::Mode;
+    #[test]
+    fn s1_pre_post_succeed_cache_only() {
+        super::pre_post_succeed(Mode::None)
+    }
+    #[test]
+    fn s3_restore_is_empty() {
+        super::restore_from_snapshot(Mode::None)
+    }
+    #[test]
+    fn s4_failures_are_loud() {
+        super::failures_are_loud(Mode::None)
+    }
+    #[test]
+    fn s5_idempotent() {
+        super::idempotent(Mode::None)
+    }
+}
