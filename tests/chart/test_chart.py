@@ -297,7 +297,7 @@ def assert_signed_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
 
 def test_self_signed_mode_generates_a_consistent_ca_and_serving_cert(render):
     r = render()
-    secret = r.one("Secret", f"{RELEASE}-tls")
+    secret = r.one("Secret", f"{RELEASE}-chart-tls")
     assert secret["type"] == "kubernetes.io/tls"
     data = secret["data"]
     assert set(data) == {"ca.crt", "tls.crt", "tls.key"}
@@ -315,7 +315,7 @@ def test_self_signed_mode_generates_a_consistent_ca_and_serving_cert(render):
     assert dt.timedelta(days=3649) < lifetime <= dt.timedelta(days=3651)
     # The Deployment mounts exactly that Secret.
     vol = next(v for v in r.deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
-    assert vol["secret"]["secretName"] == f"{RELEASE}-tls"
+    assert vol["secret"]["secretName"] == f"{RELEASE}-chart-tls"
     assert "cert-manager.io/inject-ca-from" not in (r.one("MutatingWebhookConfiguration")["metadata"].get("annotations") or {})
     assert not r.all("Certificate") and not r.all("Issuer")
 
@@ -337,7 +337,7 @@ def existing_tls_secret(ca_b64: str, crt_b64: str, key_b64: str) -> dict:
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/tls",
-        "metadata": {"name": f"{RELEASE}-tls", "namespace": NAMESPACE},
+        "metadata": {"name": f"{RELEASE}-chart-tls", "namespace": NAMESPACE},
         "data": {"ca.crt": ca_b64, "tls.crt": crt_b64, "tls.key": key_b64},
     }
 
@@ -345,11 +345,11 @@ def existing_tls_secret(ca_b64: str, crt_b64: str, key_b64: str) -> dict:
 def test_self_signed_reuses_the_secret_found_in_the_cluster(chart, render, fake_apiserver):
     """On upgrade the CA and certificate are looked up and kept, so caBundle never changes."""
     first = render().one("Secret")["data"]  # what an install created
-    fake_apiserver.secrets[(NAMESPACE, f"{RELEASE}-tls")] = existing_tls_secret(
+    fake_apiserver.secrets[(NAMESPACE, f"{RELEASE}-chart-tls")] = existing_tls_secret(
         first["ca.crt"], first["tls.crt"], first["tls.key"])
     with helm.Config(kube_apiserver=fake_apiserver.url, namespace=NAMESPACE) as cfg:
         upgraded = parse(cfg.render(chart, {}, name=RELEASE, namespace=NAMESPACE, is_upgrade=True))
-    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-tls" in fake_apiserver.requests
+    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-chart-tls" in fake_apiserver.requests
     assert upgraded.one("Secret")["data"] == first
     assert upgraded.webhook["clientConfig"]["caBundle"] == first["ca.crt"]
 
@@ -361,7 +361,7 @@ def test_self_signed_regenerates_when_the_secret_is_absent_or_incomplete(chart, 
         assert fake_apiserver.requests, "lookup did not reach the API server"
         assert fresh.one("Secret")["data"]["ca.crt"] != first["ca.crt"]
         # A Secret without ca.crt (e.g. created by hand) cannot provide the caBundle: regenerate.
-        fake_apiserver.secrets[(NAMESPACE, f"{RELEASE}-tls")] = existing_tls_secret(
+        fake_apiserver.secrets[(NAMESPACE, f"{RELEASE}-chart-tls")] = existing_tls_secret(
             "", first["tls.crt"], first["tls.key"])
         redone = parse(cfg.render(chart, {}, name=RELEASE, namespace=NAMESPACE, is_upgrade=True))
     data = redone.one("Secret")["data"]
@@ -397,6 +397,9 @@ def test_cert_manager_mode(render):
     assert spec["privateKey"]["encoding"] == "PKCS8"
     vol = next(v for v in r.deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
     assert vol["secret"]["secretName"] == spec["secretName"]
+    # Upgrading from selfSigned: Helm deletes the chart's Secret, which must not be the one
+    # cert-manager writes.
+    assert spec["secretName"] != render().one("Secret")["metadata"]["name"]
 
 
 def test_cert_manager_with_existing_issuer(render):
@@ -609,6 +612,7 @@ def test_service_monitor_off_by_default(render):
 
 @pytest.mark.parametrize("mode", ["selfSigned", "certManager"])
 def test_service_monitor_scrapes_https_verifying_the_ca(render, mode):
+    secret = {"selfSigned": f"{RELEASE}-chart-tls", "certManager": f"{RELEASE}-tls"}[mode]
     r = render({"certificates": {"mode": mode}, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}})
     sm = r.one("ServiceMonitor")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
@@ -617,7 +621,7 @@ def test_service_monitor_scrapes_https_verifying_the_ca(render, mode):
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (ep,) = sm["spec"]["endpoints"]
     assert ep["port"] == "https" and ep["path"] == "/metrics" and ep["scheme"] == "https"
-    assert ep["tlsConfig"] == {"serverName": SERVICE_HOST, "ca": {"secret": {"name": f"{RELEASE}-tls", "key": "ca.crt"}}}
+    assert ep["tlsConfig"] == {"serverName": SERVICE_HOST, "ca": {"secret": {"name": secret, "key": "ca.crt"}}}
 
 
 def test_service_monitor_in_secret_mode_uses_a_ca_configmap(render):

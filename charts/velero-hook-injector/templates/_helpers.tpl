@@ -58,10 +58,16 @@ app.kubernetes.io/component: admission-webhook
 {{- printf "%s.%s.svc" (include "vhi.fullname" .) .Release.Namespace -}}
 {{- end -}}
 
-{{/* Name of the Secret holding tls.crt / tls.key. */}}
+{{/*
+Name of the Secret holding tls.crt / tls.key. The chart's own (selfSigned) and cert-manager's
+have different names, so that switching modes on upgrade never has Helm delete the Secret that
+cert-manager just wrote.
+*/}}
 {{- define "vhi.tlsSecretName" -}}
 {{- if eq .Values.certificates.mode "secret" -}}
 {{- required "certificates.secret.name is required when certificates.mode is secret" .Values.certificates.secret.name -}}
+{{- else if eq .Values.certificates.mode "selfSigned" -}}
+{{- printf "%s-chart-tls" (include "vhi.fullname" .) -}}
 {{- else -}}
 {{- printf "%s-tls" (include "vhi.fullname" .) -}}
 {{- end -}}
