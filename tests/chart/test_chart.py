@@ -420,6 +420,16 @@ def test_secret_mode_uses_the_given_secret_and_ca(render, ca):
     assert vol["secret"]["secretName"] == "my-webhook-tls"
 
 
+def test_secret_mode_accepts_a_bundle_of_two_cas_for_rotation(render):
+    """Rotating a user-supplied CA: trust old and new at once, then swap the Secret."""
+    other = make_ca_pem()
+    wh = render({"certificates": {"mode": "secret",
+                                  "secret": {"name": "t", "caBundle": CA_PEM + other}}}).webhook
+    bundle = base64.b64decode(wh["clientConfig"]["caBundle"])
+    assert [c.subject for c in x509.load_pem_x509_certificates(bundle)] == [
+        x509.load_pem_x509_certificate(p.encode()).subject for p in (CA_PEM, other)]
+
+
 @pytest.mark.parametrize(
     "secret, message",
     [
