@@ -8,6 +8,7 @@ pub mod detect;
 pub mod image;
 pub mod keys;
 pub mod metrics;
+pub mod namespaces;
 pub mod patch;
 pub mod policy;
 pub mod render;

@@ -126,6 +126,22 @@ pub struct Hooks {
     /// Runs in the restored pod once its container is up.
     #[serde(default)]
     pub post_restore: Option<RestoreHook>,
+    /// An init container Velero adds to the restored pod (before its own init containers).
+    #[serde(default)]
+    pub init_restore: Option<InitRestoreHook>,
+}
+
+/// A restore init-container hook. Velero builds `{name, image, command}` and nothing else: no
+/// volume mounts, no securityContext (Pod Security `restricted` rejects it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InitRestoreHook {
+    /// Image of the init container.
+    pub container_image: String,
+    /// Name: a DNS-1123 label, unique in the pod.
+    pub container_name: String,
+    /// Entrypoint; mandatory because Velero ≤ 1.18 panics on an empty one.
+    pub command: Vec<String>,
 }
 
 /// A backup exec hook.
@@ -200,15 +216,32 @@ impl Template {
             .map(|p| Regex::new(p).map_err(|e| format!("match.imagePatterns {p:?}: {e}")))
             .collect::<Result<_, _>>()?;
         let h = &self.hooks;
-        if h.pre_backup.is_none() && h.post_backup.is_none() && h.post_restore.is_none() {
+        if h.pre_backup.is_none()
+            && h.post_backup.is_none()
+            && h.post_restore.is_none()
+            && h.init_restore.is_none()
+        {
             return Err(
-                "hooks must define at least one of preBackup, postBackup, postRestore".into(),
+                "hooks must define at least one of preBackup, postBackup, postRestore, initRestore"
+                    .into(),
             );
+        }
+        if let Some(init) = &h.init_restore {
+            if init.container_image.trim().is_empty() {
+                return Err("hooks.initRestore.containerImage must be set".into());
+            }
+            if !is_dns_label(&init.container_name) {
+                return Err(format!(
+                    "hooks.initRestore.containerName {:?} must be a DNS-1123 label (lowercase letters, digits, '-', at most 63)",
+                    init.container_name
+                ));
+            }
         }
         for (phase, cmd) in [
             ("preBackup", h.pre_backup.as_ref().map(|x| &x.command)),
             ("postBackup", h.post_backup.as_ref().map(|x| &x.command)),
             ("postRestore", h.post_restore.as_ref().map(|x| &x.command)),
+            ("initRestore", h.init_restore.as_ref().map(|x| &x.command)),
         ] {
             if let Some(cmd) = cmd {
                 if cmd.first().is_none_or(|c| c.trim().is_empty()) {
@@ -265,8 +298,23 @@ impl Template {
             put(p, "wait-timeout", h.wait_timeout.to_string());
             put(p, "wait-for-ready", h.wait_for_ready.to_string());
         }
+        if let Some(h) = &self.hooks.init_restore {
+            let p = velero::INIT_RESTORE;
+            put(p, "container-image", h.container_image.clone());
+            put(p, "container-name", h.container_name.clone());
+            put(p, "command", command_json(&h.command));
+        }
         out
     }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 fn normalise_namespace(entry: &str) -> String {
@@ -293,6 +341,15 @@ impl Library {
         let mut lib = Library::default();
         for (file, text) in BUILTIN {
             lib.insert(Template::from_yaml(&format!("builtin/{file}"), text)?);
+        }
+        Ok(lib)
+    }
+
+    /// The built-in library with the templates of `path` added or overriding built-ins by name.
+    pub fn with_custom(path: &Path) -> Result<Self, TemplateError> {
+        let mut lib = Self::builtin()?;
+        for t in Self::load_file(path)? {
+            lib.insert(t);
         }
         Ok(lib)
     }
@@ -511,6 +568,58 @@ mod tests {
                 .to_string()
                 .contains("unknown field")
         );
+    }
+
+    #[test]
+    fn init_restore_hooks_need_a_command_and_a_valid_name() {
+        let base =
+            "name: x\nengine: e\ndescription: d\nmatch: {images: [x]}\nhooks:\n  initRestore: ";
+        let no_cmd = format!("{base}{{containerImage: busybox, containerName: restore-init}}\n");
+        assert!(
+            Template::from_yaml("t.yaml", &no_cmd)
+                .expect_err("no command")
+                .to_string()
+                .contains("command")
+        );
+        let empty = format!(
+            "{base}{{containerImage: busybox, containerName: restore-init, command: []}}\n"
+        );
+        assert!(
+            Template::from_yaml("t.yaml", &empty)
+                .expect_err("empty")
+                .to_string()
+                .contains("non-empty")
+        );
+        let bad_name = format!(
+            "{base}{{containerImage: busybox, containerName: Restore_Init, command: [true]}}\n"
+        );
+        assert!(
+            Template::from_yaml("t.yaml", &bad_name)
+                .expect_err("name")
+                .to_string()
+                .contains("DNS-1123")
+        );
+        let ok = format!(
+            "{base}{{containerImage: busybox, containerName: restore-init, command: [true]}}\n"
+        );
+        let a = Template::from_yaml("t.yaml", &ok)
+            .expect("valid")
+            .annotations("c");
+        assert_eq!(a["init.hook.restore.velero.io/command"], "[\"true\"]");
+        assert_eq!(
+            a["init.hook.restore.velero.io/container-name"],
+            "restore-init"
+        );
+    }
+
+    #[test]
+    fn custom_files_report_the_line_of_the_bad_document() {
+        let text = "name: a\nengine: e\ndescription: d\nmatch: {images: [a]}\nhooks: {preBackup: {command: [sync], onError: Fail, timeout: 30s}}\n---\nname: b\nengine: e\ndescription: d\nmatch: {images: [b]}\nhooks: {preBackup: {command: [sync], onError: Fail, timeout: 5 min}}\n";
+        let err = Library::parse_documents("custom.yaml", text)
+            .expect_err("bad duration")
+            .to_string();
+        assert!(err.starts_with("custom.yaml:11"), "{err}");
+        assert!(err.contains("Go duration"), "{err}");
     }
 
     #[test]
