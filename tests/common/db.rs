@@ -224,7 +224,7 @@ pub fn exec(argv: Vec<String>, env: &BTreeMap<String, String>, timeout: Duration
         .args(&argv[1..])
         .env_clear()
         .env("PATH", CONTAINER_PATH)
-        .envs(env)
+        .envs(env) // a container-specific PATH in `env` wins
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
