@@ -533,6 +533,30 @@ def test_security_hardening(render):
     assert oct(next(v for v in pod["volumes"] if v["name"] == "tls")["secret"]["defaultMode"]) == "0o440"
 
 
+def test_pod_meets_pod_security_restricted(render):
+    """The checks of the Pod Security Standards' restricted profile, so the release namespace can
+    enforce it (pod-security.kubernetes.io/enforce=restricted)."""
+    pod = render(COMBOS["defaults"]).deployment["spec"]["template"]["spec"]
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key)
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                       "persistentVolumeClaim", "projected", "secret"}
+    for vol in pod["volumes"]:
+        assert set(vol) - {"name"} <= allowed_volumes, vol
+    psc = pod.get("securityContext", {})
+    for c in pod["containers"] + pod.get("initContainers", []):
+        sc = c.get("securityContext", {})
+        assert not sc.get("privileged")
+        assert sc.get("allowPrivilegeEscalation") is False
+        assert sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True
+        assert sc.get("runAsUser", psc.get("runAsUser")) != 0
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        assert seccomp in ("RuntimeDefault", "Localhost")
+        assert "ALL" in sc["capabilities"]["drop"]
+        assert set(sc["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}
+        assert not any(p.get("hostPort") for p in c.get("ports", []))
+
+
 def test_replicas_anti_affinity_and_rollout(render):
     r = render()
     spec = r.deployment["spec"]
