@@ -25,13 +25,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import helm_python as helm
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import NAMESPACE, RELEASE, REPO
+from conftest import NAMESPACE, RELEASE, REPO, deep_merge
 
 SERVICE_HOST = f"{RELEASE}.{NAMESPACE}.svc"
 FIXTURE = REPO / "tests" / "fixtures" / "pod-create-simple.json"
@@ -243,7 +244,12 @@ def test_secret_mode_with_the_binarys_certs_command(render, tmp_path):
     assert done.returncode == 0, done.stderr
     assert {p.name for p in out.iterdir()} >= {"ca.crt", "tls.crt", "tls.key"}
     ca_pem = (out / "ca.crt").read_text()
-    r = render({"certificates": {"mode": "secret", "secret": {"name": "vhi-tls", "caBundle": ca_pem}}})
+    # The values exactly as the README's helm command line gives them.
+    values = deep_merge(
+        helm.parse_set_string("certificates.mode=secret,certificates.secret.name=velero-hook-injector-tls"),
+        helm.parse_set_file(f"certificates.secret.caBundle={out / 'ca.crt'}"))
+    r = render(values)
+    assert r.deployment["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "velero-hook-injector-tls"
     assert base64.b64decode(r.webhook["clientConfig"]["caBundle"]).decode().strip() == ca_pem.strip()
     (tmp_path / "tls.crt").write_bytes((out / "tls.crt").read_bytes())
     (tmp_path / "tls.key").write_bytes((out / "tls.key").read_bytes())
