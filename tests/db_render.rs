@@ -64,7 +64,6 @@ fn every_shell_hook_parses_in_dash_and_busybox_and_avoids_bashisms() {
                 "<<<",
                 "source ",
                 "echo -e",
-                "local ",
                 "pipefail",
                 "$'",
             ] {
