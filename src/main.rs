@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use velero_hook_injector::namespaces::NamespaceCache;
+use velero_hook_injector::policy::{Mode, NamespaceLookup, NoNamespaces};
 use velero_hook_injector::server::{self, AppState, ServeConfig};
 use velero_hook_injector::template::Library;
 use velero_hook_injector::{render, tls, velero};
@@ -22,6 +24,14 @@ use velero_hook_injector::{render, tls, velero};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NamespacePolicy {
+    /// Watch Namespaces if a kubeconfig or in-cluster config exists; otherwise cluster mode only.
+    Auto,
+    /// Never contact the API: every namespace follows --mode.
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,6 +69,18 @@ enum Command {
         /// Time /readyz reports 503 after SIGTERM before the listener closes (Go duration).
         #[arg(long, default_value = "2s", value_parser = duration)]
         shutdown_delay: Duration,
+        /// Cluster-wide mode: inject, warn (change nothing, say what would be injected) or
+        /// enforce (inject, deny database pods left without hooks). Namespaces override it with
+        /// the annotation velero-hook-injector.io/mode.
+        #[arg(long, env = "VHI_MODE", default_value = "inject", value_parser = mode)]
+        mode: Mode,
+        /// Custom templates (multi-document YAML) added to or overriding the built-ins; re-read
+        /// when the file changes, an invalid file is refused and the last good library kept.
+        #[arg(long, env = "VHI_TEMPLATES")]
+        templates: Option<PathBuf>,
+        /// Whether per-namespace modes are read from the Kubernetes API.
+        #[arg(long, value_enum, default_value = "auto")]
+        namespace_policy: NamespacePolicy,
     },
     /// Print manifests (files or stdin, YAML or JSON, multi-document) as the webhook would leave
     /// their pods. Warnings go to stderr.
@@ -68,11 +90,17 @@ enum Command {
         /// Print the JSON Patch for each pod (template) instead of the manifests.
         #[arg(long)]
         patch: bool,
+        /// Custom templates file added to the built-ins.
+        #[arg(long)]
+        templates: Option<PathBuf>,
     },
-    /// List or show the built-in hook templates.
+    /// List, show or validate hook templates.
     Templates {
         #[command(subcommand)]
         action: TemplatesAction,
+        /// Custom templates file added to the built-ins.
+        #[arg(long, global = true)]
+        templates: Option<PathBuf>,
     },
     /// Create a CA and a serving certificate for the webhook's Service (installs without cert-manager).
     Certs {
@@ -103,6 +131,23 @@ enum TemplatesAction {
         #[arg(long, default_value = "CONTAINER")]
         container: String,
     },
+    /// Check a custom templates file: the same verdict the server gives when it loads it.
+    Validate {
+        /// The file (multi-document YAML).
+        file: PathBuf,
+    },
+}
+
+fn mode(s: &str) -> Result<Mode, String> {
+    s.parse()
+        .map_err(|e: velero_hook_injector::policy::ModeError| e.to_string())
+}
+
+fn library(custom: Option<&std::path::Path>) -> anyhow::Result<Library> {
+    match custom {
+        Some(path) => Library::with_custom(path).context("loading custom templates"),
+        None => Library::builtin().context("loading the built-in templates"),
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -122,6 +167,9 @@ fn main() -> anyhow::Result<()> {
             reload_interval,
             drain_timeout,
             shutdown_delay,
+            mode,
+            templates,
+            namespace_policy,
         } => {
             init_logging(log_format);
             let (cert, key) = match (tls_cert, tls_key) {
@@ -137,10 +185,14 @@ fn main() -> anyhow::Result<()> {
                 shutdown_delay,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(serve(cfg))
+            runtime.block_on(serve(cfg, mode, templates, namespace_policy))
         }
-        Command::Render { files, patch } => render_command(&files, patch),
-        Command::Templates { action } => templates_command(action),
+        Command::Render {
+            files,
+            patch,
+            templates,
+        } => render_command(&files, patch, templates.as_deref()),
+        Command::Templates { action, templates } => templates_command(action, templates.as_deref()),
         Command::Certs {
             service,
             namespace,
@@ -187,10 +239,33 @@ fn dev_certificates(dir: &std::path::Path) -> anyhow::Result<(PathBuf, PathBuf)>
     Ok((files.cert, files.key))
 }
 
-async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    let library = Library::builtin().context("loading the built-in templates")?;
-    tracing::info!(templates = %library.names().join(","), "template library loaded");
-    let state = Arc::new(AppState::new(library));
+async fn serve(
+    cfg: ServeConfig,
+    mode: Mode,
+    templates: Option<PathBuf>,
+    namespace_policy: NamespacePolicy,
+) -> anyhow::Result<()> {
+    let library = library(templates.as_deref())?;
+    tracing::info!(templates = %library.names().join(","), %mode, "template library loaded");
+    let namespaces: Arc<dyn NamespaceLookup> = match namespace_policy {
+        NamespacePolicy::Off => Arc::new(NoNamespaces),
+        NamespacePolicy::Auto => match kube::Client::try_default().await {
+            Ok(client) => Arc::new(NamespaceCache::spawn(client)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no Kubernetes API configured: per-namespace modes are off, every namespace uses --mode");
+                Arc::new(NoNamespaces)
+            }
+        },
+    };
+    let reload_interval = cfg.reload_interval;
+    let state = Arc::new(AppState::new(library).with_policy(mode, namespaces));
+    if let Some(path) = templates {
+        tokio::spawn(server::watch_templates(
+            path,
+            reload_interval,
+            Arc::clone(&state),
+        ));
+    }
     let running = server::start(cfg, state).await?;
     shutdown_signal().await;
     running.shutdown().await?;
@@ -220,8 +295,12 @@ async fn shutdown_signal() {
     }
 }
 
-fn render_command(files: &[PathBuf], print_patch: bool) -> anyhow::Result<()> {
-    let library = Library::builtin().context("loading the built-in templates")?;
+fn render_command(
+    files: &[PathBuf],
+    print_patch: bool,
+    templates: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let library = library(templates)?;
     let inputs: Vec<(String, String)> =
         if files.is_empty() || files.iter().any(|f| f.as_os_str() == "-") {
             let mut text = String::new();
@@ -268,9 +347,28 @@ fn render_command(files: &[PathBuf], print_patch: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn templates_command(action: TemplatesAction) -> anyhow::Result<()> {
-    let library = Library::builtin().context("loading the built-in templates")?;
+fn templates_command(
+    action: TemplatesAction,
+    templates: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let TemplatesAction::Validate { file } = &action {
+        let found = Library::load_file(file)?;
+        let names: Vec<&str> = found.iter().map(|t| t.name.as_str()).collect();
+        let builtin = Library::builtin()?;
+        for n in &names {
+            let verb = if builtin.get(n).is_some() {
+                "overrides built-in"
+            } else {
+                "adds"
+            };
+            println!("{}: template {n:?} is valid ({verb})", file.display());
+        }
+        println!("{}: {} template(s) valid", file.display(), names.len());
+        return Ok(());
+    }
+    let library = library(templates)?;
     match action {
+        TemplatesAction::Validate { .. } => {}
         TemplatesAction::List => {
             println!("{:<10} {:<11} {:<24} IMAGES", "NAME", "ENGINE", "HOOKS");
             for t in library.iter() {

@@ -9,7 +9,11 @@ use prometheus_client::registry::Registry;
 /// Labels of an admission.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
-    /// Decision outcome (`injected`, `no_database`, …) or `passthrough`.
+    /// Mode applied (`inject`, `warn`, `enforce`).
+    pub mode: String,
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Decision outcome (`injected`, `no_database`, …), `denied` or `passthrough`.
     pub outcome: String,
     /// Template name, empty when none.
     pub template: String,
@@ -42,6 +46,8 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Certificate and template reloads.
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Admissions answered without the namespace policy (cache not synced, API unreachable).
+    pub fail_open: Counter,
 }
 
 impl Default for Metrics {
@@ -59,6 +65,7 @@ impl Metrics {
         let latency = Histogram::new(exponential_buckets(5e-6, 4.0, 10));
         let errors = Family::<ErrorLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let fail_open = Counter::default();
         registry.register(
             "admissions",
             "AdmissionReviews answered, by outcome and template",
@@ -79,24 +86,44 @@ impl Metrics {
             "Certificate and template reloads, by kind and result",
             reloads.clone(),
         );
+        registry.register(
+            "policy_fail_open",
+            "Admissions answered without the namespace policy (cache not synced or API unreachable)",
+            fail_open.clone(),
+        );
         Self {
             registry,
             admissions,
             latency,
             errors,
             reloads,
+            fail_open,
         }
     }
 
     /// Counts one admission.
-    pub fn admission(&self, outcome: &str, template: &str, seconds: f64) {
+    pub fn admission(
+        &self,
+        mode: &str,
+        namespace: &str,
+        outcome: &str,
+        template: &str,
+        seconds: f64,
+    ) {
         self.admissions
             .get_or_create(&AdmissionLabels {
+                mode: mode.to_owned(),
+                namespace: namespace.to_owned(),
                 outcome: outcome.to_owned(),
                 template: template.to_owned(),
             })
             .inc();
         self.latency.observe(seconds);
+    }
+
+    /// Counts one admission answered without the namespace policy.
+    pub fn fail_open(&self) {
+        self.fail_open.inc();
     }
 
     /// Counts one refused request.
@@ -134,12 +161,12 @@ mod tests {
     #[test]
     fn exposition_contains_counted_admissions() {
         let m = Metrics::new();
-        m.admission("injected", "postgres", 0.00002);
+        m.admission("inject", "shop", "injected", "postgres", 0.00002);
         m.error("too_large");
         let text = m.encode();
         assert!(
             text.contains(
-                r#"velero_hook_injector_admissions_total{outcome="injected",template="postgres"} 1"#
+                r#"velero_hook_injector_admissions_total{mode="inject",namespace="shop",outcome="injected",template="postgres"} 1"#
             ),
             "{text}"
         );

@@ -18,8 +18,9 @@ use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 
-use crate::admission;
+use crate::admission::{self, Context};
 use crate::metrics::Metrics;
+use crate::policy::{Mode, NamespaceLookup, NoNamespaces};
 use crate::template::Library;
 use crate::tls;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     /// Metrics exposed on /metrics.
     pub metrics: Metrics,
     ready: AtomicBool,
+    cluster_mode: Mode,
+    namespaces: Arc<dyn NamespaceLookup>,
 }
 
 impl AppState {
@@ -41,7 +44,16 @@ impl AppState {
             library: RwLock::new(Arc::new(library)),
             metrics: Metrics::new(),
             ready: AtomicBool::new(false),
+            cluster_mode: Mode::Inject,
+            namespaces: Arc::new(NoNamespaces),
         }
+    }
+
+    /// Sets the cluster-wide mode and where per-namespace modes are read from.
+    pub fn with_policy(mut self, cluster_mode: Mode, namespaces: Arc<dyn NamespaceLookup>) -> Self {
+        self.cluster_mode = cluster_mode;
+        self.namespaces = namespaces;
+        self
     }
 
     /// The template library currently in force.
@@ -225,21 +237,38 @@ async fn mutate(
         }
     };
     let library = state.library();
-    match admission::review(&body, &library) {
+    let ctx = Context {
+        library: &library,
+        cluster_mode: state.cluster_mode,
+        namespaces: state.namespaces.as_ref(),
+    };
+    match admission::review_with(&body, &ctx) {
         Ok(reviewed) => {
             let s = &reviewed.summary;
-            let outcome = s.outcome.map_or("passthrough", |o| o.as_str());
+            let outcome = match (s.outcome, s.allowed) {
+                (_, false) => "denied",
+                (Some(o), true) => o.as_str(),
+                (None, true) => "passthrough",
+            };
             let template = s.template.as_deref().unwrap_or("");
             let elapsed = started.elapsed();
-            state
-                .metrics
-                .admission(outcome, template, elapsed.as_secs_f64());
+            state.metrics.admission(
+                s.mode.as_str(),
+                &s.namespace,
+                outcome,
+                template,
+                elapsed.as_secs_f64(),
+            );
+            if s.degraded {
+                state.metrics.fail_open();
+            }
             tracing::info!(
                 uid = %s.uid,
                 namespace = %s.namespace,
                 pod = %s.pod,
                 template,
                 outcome,
+                mode = s.mode.as_str(),
                 dry_run = s.dry_run,
                 duration_us = elapsed.as_micros() as u64,
                 "admission"
@@ -317,25 +346,51 @@ pub async fn start(cfg: ServeConfig, state: Arc<AppState>) -> Result<Running, Se
     })
 }
 
-fn fingerprint(cfg: &ServeConfig) -> Option<u64> {
-    let cert = std::fs::read(&cfg.cert).ok()?;
-    let key = std::fs::read(&cfg.key).ok()?;
+fn fingerprint(files: &[&std::path::Path]) -> Option<u64> {
     let mut h = DefaultHasher::new();
-    cert.hash(&mut h);
-    key.hash(&mut h);
+    for f in files {
+        std::fs::read(f).ok()?.hash(&mut h);
+    }
     Some(h.finish())
+}
+
+/// Polls a custom template file; a valid new file replaces the library, an invalid one is
+/// refused (with file, line and reason in the log) and the last good library keeps serving.
+pub async fn watch_templates(path: PathBuf, interval: Duration, state: Arc<AppState>) {
+    let mut seen = fingerprint(&[&path]);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = fingerprint(&[&path]);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match Library::with_custom(&path) {
+            Ok(lib) => {
+                tracing::info!(file = %path.display(), templates = %lib.names().join(","), "templates reloaded");
+                state.set_library(lib);
+                state.metrics.reload("templates", true);
+            }
+            Err(e) => {
+                state.metrics.reload("templates", false);
+                tracing::warn!(error = %e, "template file refused; still serving the last good library");
+            }
+        }
+    }
 }
 
 /// Polls the certificate files and swaps the serving pair when they change. Polling, not
 /// inotify: Kubernetes updates mounted Secrets by swapping a symlink, which watches miss.
 /// An unreadable or mismatched pair is refused and the previous pair keeps serving.
 async fn watch_certificates(cfg: ServeConfig, rustls: RustlsConfig, state: Arc<AppState>) {
-    let mut seen = fingerprint(&cfg);
+    let mut seen = fingerprint(&[&cfg.cert, &cfg.key]);
     let mut ticker = tokio::time::interval(cfg.reload_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now = fingerprint(&cfg);
+        let now = fingerprint(&[&cfg.cert, &cfg.key]);
         if now == seen {
             continue;
         }

@@ -117,7 +117,7 @@ async fn every_captured_request_is_answered_and_database_pods_are_patched() {
         .expect("text");
     assert!(
         metrics.contains(
-            r#"velero_hook_injector_admissions_total{outcome="injected",template="postgres"} 1"#
+            r#"velero_hook_injector_admissions_total{mode="inject",namespace="wh-test-6737",outcome="injected",template="postgres"} 1"#
         ),
         "{metrics}"
     );
