@@ -1,0 +1,1265 @@
+//! Velero hook annotation rules: what Velero would silently mishandle, and how to fix it.
+//!
+//! Pure: no I/O. [`check`] looks at one pod's annotations and spec (and, when known, the
+//! database engine and version of the container the hooks run in) and returns findings; the
+//! facts behind each rule are in the Velero hooks reference (§2, §6 conformance cases, §7), whose
+//! case numbers (B2, E5, I2…) the messages quote. [`check_pod`] adds the two checks that need the
+//! template library: database pods without hooks, and injected hooks that differ from the
+//! template as it is now.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use regex::Regex;
+use serde::Serialize;
+
+use crate::detect::{self, Outcome};
+use crate::image::ImageRef;
+use crate::keys;
+use crate::template::Library;
+use crate::velero::{self, MAX_HOOK_TIMEOUT};
+use crate::version::{self, Version};
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Velero will not do what the annotation intends: the hook fails, is ignored, hangs the
+    /// restore or crashes it.
+    Error,
+    /// Risky, or found by a heuristic: worth a look, may be intended.
+    Warning,
+}
+
+impl Severity {
+    /// Lowercase name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem with a pod's hook annotations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// How bad it is.
+    pub severity: Severity,
+    /// The annotation the finding is about (for a missing key, the key that should be set).
+    pub key: String,
+    /// Stable identifier of the rule, one of the constants in [`rule`].
+    #[serde(rename = "rule")]
+    pub rule_id: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} [{}] {}: {}",
+            self.severity, self.rule_id, self.key, self.message
+        )
+    }
+}
+
+/// Rule identifiers (stable: CI filters and documentation refer to them).
+pub mod rule {
+    /// A plain-string command with whitespace: Velero runs it as one program name (B2).
+    pub const COMMAND_PLAIN_STRING: &str = "command-plain-string";
+    /// A value starting with `[` that is not a JSON array of strings (B4, B6).
+    pub const COMMAND_NOT_JSON_ARRAY: &str = "command-not-json-array";
+    /// Whitespace before the command (B5).
+    pub const COMMAND_LEADING_WHITESPACE: &str = "command-leading-whitespace";
+    /// `[]` or an empty program name (B7).
+    pub const COMMAND_EMPTY: &str = "command-empty";
+    /// A JSON array whose program (first element) contains whitespace.
+    pub const COMMAND_PROGRAM_WITH_SPACES: &str = "command-program-with-spaces";
+    /// Shell syntax (`|`, `&&`, `>`, `$VAR`) in an argv that does not start a shell.
+    pub const COMMAND_SHELL_SYNTAX: &str = "command-shell-syntax-without-shell";
+    /// A duration that is only a number (B9, E4).
+    pub const DURATION_NO_UNIT: &str = "duration-no-unit";
+    /// A duration Go cannot parse (B10).
+    pub const DURATION_UNPARSEABLE: &str = "duration-unparseable";
+    /// A zero or negative duration (B11, B12, E15).
+    pub const DURATION_NOT_POSITIVE: &str = "duration-not-positive";
+    /// A duration above Velero's 4h cap (B13).
+    pub const DURATION_TOO_LONG: &str = "duration-too-long";
+    /// `on-error` in the wrong case, e.g. `fail` (B14).
+    pub const ON_ERROR_CASE: &str = "on-error-case";
+    /// `on-error` that is neither `Fail` nor `Continue` (B15).
+    pub const ON_ERROR_UNKNOWN: &str = "on-error-unknown";
+    /// A restore exec hook without `wait-timeout` (E6).
+    pub const RESTORE_WAIT_TIMEOUT_MISSING: &str = "restore-wait-timeout-missing";
+    /// `post.hook.restore.velero.io/timeout`, which Velero never reads (E5).
+    pub const RESTORE_TIMEOUT_KEY: &str = "restore-timeout-wrong-key";
+    /// `wait-for-ready` that Go's `strconv.ParseBool` rejects (E3).
+    pub const WAIT_FOR_READY_INVALID: &str = "wait-for-ready-invalid";
+    /// An init restore hook image without a command: Velero panics (I2, I3).
+    pub const INIT_COMMAND_MISSING: &str = "init-command-missing";
+    /// An init restore hook container name Kubernetes will reject (I6).
+    pub const INIT_CONTAINER_NAME_INVALID: &str = "init-container-name-invalid";
+    /// `…/container` naming a container that is not in `spec.containers` (B18, B19, E7).
+    pub const CONTAINER_NOT_FOUND: &str = "container-not-found";
+    /// No `…/container`: the hook runs in the first container (B17, E8).
+    pub const CONTAINER_MISSING: &str = "container-missing";
+    /// `pg_start_backup`/`pg_stop_backup`, removed in PostgreSQL 15.
+    pub const PG_EXCLUSIVE_BACKUP: &str = "pg-exclusive-backup-removed";
+    /// A session-scoped lock taken in a hook and released when the hook exits (heuristic).
+    pub const SESSION_LOCK: &str = "session-lock-ends-with-hook";
+    /// A key in a Velero hook family that Velero does not read (B27, E12, I8).
+    pub const UNKNOWN_KEY: &str = "unknown-key";
+    /// A hook key whose case differs from the one Velero reads.
+    pub const KEY_CASE: &str = "key-case";
+    /// Hook keys that have no effect because the phase has no command (B8, I4).
+    pub const KEYS_WITHOUT_COMMAND: &str = "keys-without-command";
+    /// Legacy `hook.backup.velero.io/*` keys shadowed by `pre.…` or vice versa (B21, B22).
+    pub const LEGACY_KEYS_IGNORED: &str = "legacy-keys-ignored";
+    /// A database pod without Velero backup hooks.
+    pub const MISSING_HOOKS: &str = "missing-hooks";
+    /// Injected hooks that differ from the current template.
+    pub const TEMPLATE_DRIFT: &str = "template-drift";
+}
+
+/// The database in the container the hooks run in, as far as the image tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Engine {
+    /// Template engine name, e.g. `postgresql`, `mysql`.
+    pub engine: String,
+    /// Version read from the image tag; `None` for `latest` and the like.
+    pub version: Option<Version>,
+}
+
+/// Which kind of duration a key holds; decides what Velero falls back to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DurationKind {
+    /// Backup `timeout` or restore `exec-timeout`: falls back to 30s.
+    Exec,
+    /// Restore `wait-timeout`: falls back to waiting forever.
+    Wait,
+}
+
+/// An exec hook phase and the keys Velero reads for it.
+struct ExecPhase {
+    prefix: &'static str,
+    what: &'static str,
+    durations: &'static [(&'static str, DurationKind)],
+    restore: bool,
+}
+
+const BACKUP_DURATIONS: &[(&str, DurationKind)] = &[("timeout", DurationKind::Exec)];
+const RESTORE_DURATIONS: &[(&str, DurationKind)] = &[
+    ("exec-timeout", DurationKind::Exec),
+    ("wait-timeout", DurationKind::Wait),
+];
+
+const PRE: ExecPhase = ExecPhase {
+    prefix: velero::PRE_BACKUP,
+    what: "pre-backup hook",
+    durations: BACKUP_DURATIONS,
+    restore: false,
+};
+const POST: ExecPhase = ExecPhase {
+    prefix: velero::POST_BACKUP,
+    what: "post-backup hook",
+    durations: BACKUP_DURATIONS,
+    restore: false,
+};
+const LEGACY: ExecPhase = ExecPhase {
+    prefix: velero::LEGACY_BACKUP,
+    what: "legacy (pre-backup) hook",
+    durations: BACKUP_DURATIONS,
+    restore: false,
+};
+const RESTORE: ExecPhase = ExecPhase {
+    prefix: velero::POST_RESTORE,
+    what: "restore exec hook",
+    durations: RESTORE_DURATIONS,
+    restore: true,
+};
+
+const BACKUP_SUFFIXES: &[&str] = &["command", "container", "on-error", "timeout"];
+const RESTORE_SUFFIXES: &[&str] = &[
+    "command",
+    "container",
+    "on-error",
+    "exec-timeout",
+    "wait-timeout",
+    "wait-for-ready",
+];
+const INIT_SUFFIXES: &[&str] = &["container-image", "container-name", "command"];
+
+/// Every hook key Velero reads.
+fn known_keys() -> Vec<String> {
+    let mut out = Vec::new();
+    for (prefix, suffixes) in [
+        (velero::PRE_BACKUP, BACKUP_SUFFIXES),
+        (velero::POST_BACKUP, BACKUP_SUFFIXES),
+        (velero::LEGACY_BACKUP, BACKUP_SUFFIXES),
+        (velero::POST_RESTORE, RESTORE_SUFFIXES),
+        (velero::INIT_RESTORE, INIT_SUFFIXES),
+    ] {
+        out.extend(suffixes.iter().map(|s| format!("{prefix}{s}")));
+    }
+    out
+}
+
+type Annotations = BTreeMap<String, String>;
+
+fn finding(
+    severity: Severity,
+    key: impl Into<String>,
+    rule_id: &'static str,
+    message: String,
+) -> Finding {
+    Finding {
+        severity,
+        key: key.into(),
+        rule_id,
+        message,
+    }
+}
+
+/// Checks one pod's hook annotations against Velero's rules.
+///
+/// `engine` is the database of the container the hooks target, when known; it only matters for
+/// the PostgreSQL version rule (unknown version: a warning instead of an error).
+pub fn check(annotations: &Annotations, spec: &PodSpec, engine: Option<&Engine>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let get = |k: String| annotations.get(&k).map(String::as_str);
+    let pre_active = get(format!("{}command", velero::PRE_BACKUP)).is_some_and(|v| !v.is_empty());
+    let legacy_active = !pre_active
+        && get(format!("{}command", velero::LEGACY_BACKUP)).is_some_and(|v| !v.is_empty());
+
+    check_keys(annotations, &mut out);
+    for phase in [&PRE, &POST, &LEGACY, &RESTORE] {
+        let active = annotations
+            .get(&format!("{}command", phase.prefix))
+            .is_some_and(|v| !v.is_empty());
+        if active {
+            check_exec_phase(phase, annotations, spec, engine, &mut out);
+        }
+    }
+    check_inactive_phases(annotations, pre_active, legacy_active, &mut out);
+    check_init(annotations, spec, &mut out);
+    out
+}
+
+/// Unknown, misspelt and wrong-case keys in the Velero hook families.
+fn check_keys(annotations: &Annotations, out: &mut Vec<Finding>) {
+    let known = known_keys();
+    for key in annotations.keys() {
+        if known.iter().any(|k| k == key) {
+            continue;
+        }
+        let lower = key.to_ascii_lowercase();
+        if let Some(right) = known.iter().find(|k| **k == lower) {
+            out.push(finding(
+                Severity::Error,
+                key,
+                rule::KEY_CASE,
+                format!(
+                    "Velero matches hook keys case-sensitively and ignores {key} (§6 B27). Fix: rename it to {right}."
+                ),
+            ));
+            continue;
+        }
+        if key == &format!("{}timeout", velero::POST_RESTORE) {
+            out.push(finding(
+                Severity::Error,
+                key,
+                rule::RESTORE_TIMEOUT_KEY,
+                format!(
+                    "Velero never reads {key}: the restore hook runs with the default 30s exec timeout (§6 E5, velero#6764). Fix: rename it to {}exec-timeout (and set {}wait-timeout for the wait until the container is up).",
+                    velero::POST_RESTORE,
+                    velero::POST_RESTORE
+                ),
+            ));
+            continue;
+        }
+        if key == &format!("{}timeout", velero::INIT_RESTORE) {
+            out.push(finding(
+                Severity::Warning,
+                key,
+                rule::UNKNOWN_KEY,
+                format!(
+                    "Velero declares {key} but never reads it: it has no effect (§6 I8). Fix: remove it; an init container runs until its command exits."
+                ),
+            ));
+            continue;
+        }
+        if key.starts_with("pre.hook.restore.velero.io/") {
+            out.push(finding(
+                Severity::Error,
+                key,
+                rule::UNKNOWN_KEY,
+                format!(
+                    "Velero has no pre-restore exec hooks and ignores {key}. Fix: use {}container-image/command for work before the pod starts, or {}command for work once it runs.",
+                    velero::INIT_RESTORE,
+                    velero::POST_RESTORE
+                ),
+            ));
+            continue;
+        }
+        let family = [
+            velero::PRE_BACKUP,
+            velero::POST_BACKUP,
+            velero::LEGACY_BACKUP,
+            velero::POST_RESTORE,
+            velero::INIT_RESTORE,
+        ]
+        .into_iter()
+        .find(|p| key.starts_with(p));
+        if let Some(prefix) = family {
+            let suffix = &key[prefix.len()..];
+            let message = if suffix.contains('.') {
+                format!(
+                    "Velero does not read named multi-hook keys such as {key}: no hook runs (§6 E12). Velero runs one annotation hook per phase per pod. Fix: use {prefix}{} and chain the steps in one [\"/bin/sh\",\"-c\",\"step1 && step2\"], or use Backup/Restore spec hooks.",
+                    suffix.rsplit('.').next().unwrap_or(suffix)
+                )
+            } else {
+                let hint = closest(key, &known)
+                    .map(|k| format!(" Did you mean {k}?"))
+                    .unwrap_or_default();
+                format!(
+                    "Velero does not read {key}; it has no effect (§6 B27).{hint} Fix: use one of the keys Velero reads for this hook."
+                )
+            };
+            out.push(finding(Severity::Error, key, rule::UNKNOWN_KEY, message));
+            continue;
+        }
+        if lower.contains("velero.io/") && lower.contains("hook") {
+            if let Some(k) = closest(key, &known) {
+                out.push(finding(
+                    Severity::Error,
+                    key,
+                    rule::UNKNOWN_KEY,
+                    format!(
+                        "Velero does not read {key}; it has no effect (§6 B27). Fix: did you mean {k}?"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// The known key within a small edit distance of `key`, if any.
+fn closest<'a>(key: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), k))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn check_exec_phase(
+    phase: &ExecPhase,
+    annotations: &Annotations,
+    spec: &PodSpec,
+    engine: Option<&Engine>,
+    out: &mut Vec<Finding>,
+) {
+    let p = phase.prefix;
+    let command_key = format!("{p}command");
+    if let Some(command) = annotations.get(&command_key) {
+        check_command(&command_key, command, false, out);
+        check_postgres_backup_mode(&command_key, command, engine, out);
+        if !phase.restore {
+            check_session_lock(&command_key, command, out);
+        }
+    }
+
+    let container_key = format!("{p}container");
+    match annotations
+        .get(&container_key)
+        .filter(|v| !v.is_empty())
+        .map(String::as_str)
+    {
+        Some(name) => check_container(phase, &container_key, name, spec, out),
+        None => {
+            let first = spec
+                .containers
+                .first()
+                .map(|c| c.name.as_str())
+                .unwrap_or("");
+            let mut message = format!(
+                "the {} has no {container_key}, so Velero runs it in the first container, {first:?} (§6 {}).",
+                phase.what,
+                if phase.restore { "E8" } else { "B17" }
+            );
+            if spec.containers.len() > 1 {
+                message.push_str(&format!(
+                    " This pod has {} containers; if a sidecar (istio-proxy, linkerd-proxy, a log shipper) is injected first, the hook runs there and fails.",
+                    spec.containers.len()
+                ));
+            }
+            if let Some(default) = annotations.get("kubectl.kubernetes.io/default-container") {
+                message.push_str(&format!(
+                    " Velero ignores kubectl.kubernetes.io/default-container ({default:?})."
+                ));
+            }
+            let db = spec
+                .containers
+                .first()
+                .map(|c| c.name.as_str())
+                .unwrap_or("DB_CONTAINER");
+            message.push_str(&format!(
+                " Fix: set {container_key} to the database container, e.g. {db:?}."
+            ));
+            out.push(finding(
+                Severity::Warning,
+                container_key,
+                rule::CONTAINER_MISSING,
+                message,
+            ));
+        }
+    }
+
+    let on_error_key = format!("{p}on-error");
+    if let Some(v) = annotations.get(&on_error_key) {
+        check_on_error(phase, &on_error_key, v, out);
+    }
+
+    for (suffix, kind) in phase.durations {
+        let key = format!("{p}{suffix}");
+        if let Some(v) = annotations.get(&key) {
+            check_duration(&key, v, *kind, out);
+        }
+    }
+
+    if phase.restore {
+        let wait_key = format!("{p}wait-timeout");
+        if !annotations.contains_key(&wait_key) {
+            out.push(finding(
+                Severity::Warning,
+                wait_key.clone(),
+                rule::RESTORE_WAIT_TIMEOUT_MISSING,
+                format!(
+                    "the restore exec hook has no {wait_key}: if its container never starts, Velero waits forever and on v1.18.x the restore stays in Finalizing, blocking later restores (§6 E6, velero#9744). Fix: set {wait_key} to a bound that covers image pull and data restore, e.g. \"10m\"."
+                ),
+            ));
+        }
+        let ready_key = format!("{p}wait-for-ready");
+        if let Some(v) = annotations.get(&ready_key) {
+            const PARSE_BOOL: &[&str] = &[
+                "1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False",
+            ];
+            if !PARSE_BOOL.contains(&v.as_str()) {
+                out.push(finding(
+                    Severity::Error,
+                    ready_key,
+                    rule::WAIT_FOR_READY_INVALID,
+                    format!(
+                        "{v:?} is not a value Go's strconv.ParseBool accepts: Velero logs a warning and treats it as false (§6 E3). Fix: write \"true\" or \"false\"."
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn check_container(
+    phase: &ExecPhase,
+    key: &str,
+    name: &str,
+    spec: &PodSpec,
+    out: &mut Vec<Finding>,
+) {
+    if spec.containers.iter().any(|c| c.name == name) {
+        return;
+    }
+    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    let is_init = spec
+        .init_containers
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.name == name);
+    let trimmed = name.trim();
+    let what_happens = if phase.restore {
+        "Velero drops the hook with a warning, but its hook tracker still waits for it: on v1.18.x the restore stays in Finalizing forever (§6 E7, velero#9749)"
+    } else {
+        "the hook fails with `no such container` and on-error applies (§6 B18)"
+    };
+    let why = if is_init {
+        format!(
+            "{name:?} is an init container (a native sidecar?); Velero only execs into spec.containers (§6 B19)"
+        )
+    } else if trimmed != name && spec.containers.iter().any(|c| c.name == trimmed) {
+        format!("{name:?} has surrounding whitespace, which Velero does not trim")
+    } else {
+        format!("{name:?} is not in spec.containers")
+    };
+    let fix = if trimmed != name && spec.containers.iter().any(|c| c.name == trimmed) {
+        format!("set it to {trimmed:?}")
+    } else {
+        format!("set it to one of: {}", names.join(", "))
+    };
+    out.push(finding(
+        Severity::Error,
+        key,
+        rule::CONTAINER_NOT_FOUND,
+        format!("{why}: {what_happens}. Fix: {fix}."),
+    ));
+}
+
+fn check_on_error(phase: &ExecPhase, key: &str, value: &str, out: &mut Vec<Finding>) {
+    if value == "Fail" || value == "Continue" {
+        return;
+    }
+    let effect = if phase.restore {
+        "Velero silently treats it as unset"
+    } else {
+        "Velero silently treats it as unset, which behaves like Continue: a failing pre hook does not stop the pod from being backed up"
+    };
+    let trimmed = value.trim();
+    if trimmed.eq_ignore_ascii_case("fail") || trimmed.eq_ignore_ascii_case("continue") {
+        let right = if trimmed.eq_ignore_ascii_case("fail") {
+            "Fail"
+        } else {
+            "Continue"
+        };
+        out.push(finding(
+            Severity::Error,
+            key,
+            rule::ON_ERROR_CASE,
+            format!(
+                "{value:?} is not an exact match: Velero only honours \"Fail\" and \"Continue\" (case-sensitive, no whitespace); {effect} (§6 B14). Fix: write \"{right}\"."
+            ),
+        ));
+    } else {
+        out.push(finding(
+            Severity::Error,
+            key,
+            rule::ON_ERROR_UNKNOWN,
+            format!(
+                "{value:?} is not an on-error mode Velero knows (only \"Fail\" and \"Continue\"; FailBlock is not released); {effect} (§6 B15). Fix: write \"Fail\" or \"Continue\"."
+            ),
+        ));
+    }
+}
+
+/// Checks a duration value the way Go's `time.ParseDuration` and Velero read it.
+fn check_duration(key: &str, value: &str, kind: DurationKind, out: &mut Vec<Finding>) {
+    if value.is_empty() {
+        return;
+    }
+    let fallback = match kind {
+        DurationKind::Exec => "the default 30s",
+        DurationKind::Wait => "no limit (it waits forever for the container)",
+    };
+    let (rule_id, severity, message) = if let Some(rest) = value.strip_prefix('-') {
+        match velero::parse_go_duration(rest) {
+            Some(d) if !d.is_zero() => {
+                let effect = match kind {
+                    DurationKind::Exec => {
+                        "Velero v1.18.x then runs the hook with no time limit at all, main with 30s (§6 B12)"
+                    }
+                    DurationKind::Wait => {
+                        "Velero then waits without a deadline and marks the hook expired before running it (§6 E15)"
+                    }
+                };
+                (
+                    rule::DURATION_NOT_POSITIVE,
+                    Severity::Error,
+                    format!(
+                        "{value:?} is negative: {effect}. Fix: a positive duration such as \"60s\"."
+                    ),
+                )
+            }
+            _ => unparseable(value, fallback),
+        }
+    } else {
+        match velero::parse_go_duration(value) {
+            Some(d) if d.is_zero() => (
+                rule::DURATION_NOT_POSITIVE,
+                Severity::Error,
+                format!(
+                    "{value:?} is zero, which Velero treats as unset: {fallback} (§6 B11). Fix: a positive duration such as \"60s\"."
+                ),
+            ),
+            Some(d) if d > MAX_HOOK_TIMEOUT => (
+                rule::DURATION_TOO_LONG,
+                Severity::Warning,
+                format!(
+                    "{value:?} is more than 4h: Velero main caps hook timeouts at 4h (PR #10125) while v1.18.x honours it, and a hook this long holds up the backup (§6 B13). Fix: at most \"4h\"."
+                ),
+            ),
+            Some(_) => return,
+            None if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => (
+                rule::DURATION_NO_UNIT,
+                Severity::Error,
+                format!(
+                    "{value:?} has no unit: Go's ParseDuration rejects it and Velero silently uses {fallback} (§6 B9, velero#2599). Fix: write \"{value}s\"."
+                ),
+            ),
+            None => unparseable(value, fallback),
+        }
+    };
+    out.push(finding(severity, key, rule_id, message));
+}
+
+fn unparseable(value: &str, fallback: &str) -> (&'static str, Severity, String) {
+    let trimmed = value.trim();
+    let fix = if trimmed != value && velero::parse_go_duration(trimmed).is_some() {
+        format!("remove the whitespace: \"{trimmed}\"")
+    } else if let Some(days) = trimmed
+        .strip_suffix('d')
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        format!(
+            "Go has no day unit; write \"{}h\" (hook timeouts above 4h are capped)",
+            days * 24
+        )
+    } else {
+        "write a number with a unit (ns, us, ms, s, m, h) and no spaces, e.g. \"90s\", \"5m\", \"1h30m\"".to_owned()
+    };
+    (
+        rule::DURATION_UNPARSEABLE,
+        Severity::Error,
+        format!(
+            "{value:?} is not a Go duration: Velero logs a warning and uses {fallback} (§6 B10). Fix: {fix}."
+        ),
+    )
+}
+
+/// Shells that interpret the rest of argv as a script.
+const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "busybox"];
+/// argv elements that only mean something to a shell.
+const SHELL_OPERATORS: &[&str] = &[
+    "|", "||", "&&", ";", ">", ">>", "<", "2>", "2>&1", "&>", "&", "$(", "`",
+];
+static SHELL_VARIABLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\$(\{[A-Za-z_]|[A-Za-z_])").expect("static regex"));
+
+/// Checks a command value as Velero's `parseStringToCommand` reads it.
+fn check_command(key: &str, value: &str, init: bool, out: &mut Vec<Finding>) {
+    let effect = if init {
+        "the init container's command is that one string, so it fails to start and the restored pod never runs"
+    } else {
+        "Velero runs the whole value as a single program name, which does not exist, so the hook fails"
+    };
+    if value.starts_with(char::is_whitespace) {
+        out.push(finding(
+            Severity::Error,
+            key,
+            rule::COMMAND_LEADING_WHITESPACE,
+            format!(
+                "the value starts with whitespace, so Velero does not read it as a JSON array: {effect} (§6 B5). Fix: remove the leading whitespace so the value starts with \"[\"."
+            ),
+        ));
+        return;
+    }
+    if value.starts_with('[') {
+        match serde_json::from_str::<Vec<String>>(value) {
+            Ok(argv) => check_argv(key, &argv, init, out),
+            Err(_) => out.push(finding(
+                Severity::Error,
+                key,
+                rule::COMMAND_NOT_JSON_ARRAY,
+                format!(
+                    "the value starts with \"[\" but is not a JSON array of strings ({}): Velero falls back to one argv element, so {effect} (§6 {}). Fix: {}.",
+                    json_problem(value),
+                    if value.contains('\'') { "B4" } else { "B4, B6" },
+                    json_fix(value)
+                ),
+            )),
+        }
+        return;
+    }
+    if value.contains(char::is_whitespace) {
+        let suggestion = if value.contains(|c: char| "$|&;<>*?`~(){}'\"\\".contains(c)) {
+            serde_json::to_string(&["/bin/sh", "-c", value])
+        } else {
+            serde_json::to_string(&value.split_whitespace().collect::<Vec<_>>())
+        }
+        .unwrap_or_default();
+        out.push(finding(
+            Severity::Error,
+            key,
+            rule::COMMAND_PLAIN_STRING,
+            format!(
+                "a plain string with spaces is one argv element: Velero does not split it and runs no shell, so {effect} (§6 B2). Fix: write it as a JSON array: {suggestion}"
+            ),
+        ));
+    }
+}
+
+fn json_problem(value: &str) -> String {
+    if value.contains(['\u{201c}', '\u{201d}', '\u{2018}', '\u{2019}']) {
+        return "typographic quotes; JSON needs straight double quotes".to_owned();
+    }
+    match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(serde_json::Value::Array(items)) => items
+            .iter()
+            .position(|v| !v.is_string())
+            .map(|i| format!("element {i} is {}, not a string", items[i]))
+            .unwrap_or_else(|| "not an array of strings".to_owned()),
+        Ok(_) => "not an array".to_owned(),
+        Err(e) if value.contains('\'') => format!("single quotes are not JSON: {e}"),
+        Err(e) => format!("invalid JSON: {e}"),
+    }
+}
+
+fn json_fix(value: &str) -> String {
+    if let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(value) {
+        let strings: Vec<String> = items
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        if let Ok(s) = serde_json::to_string(&strings) {
+            return format!("quote every element: {s}");
+        }
+    }
+    let straightened: String = value
+        .chars()
+        .map(|c| match c {
+            '\'' | '\u{201c}' | '\u{201d}' | '\u{2018}' | '\u{2019}' => '"',
+            c => c,
+        })
+        .collect();
+    if serde_json::from_str::<Vec<String>>(&straightened).is_ok() {
+        format!("use straight double quotes: {straightened}")
+    } else {
+        "write a JSON array of strings with straight double quotes, e.g. [\"/bin/sh\",\"-c\",\"…\"]"
+            .to_owned()
+    }
+}
+
+fn check_argv(key: &str, argv: &[String], init: bool, out: &mut Vec<Finding>) {
+    let Some(program) = argv.first() else {
+        let message = if init {
+            // An empty argv keeps the image ENTRYPOINT (§2.2 4); that is legal, if unusual.
+            return;
+        } else {
+            "the command is an empty array: Velero attempts the hook and fails it with `command is required` (§6 B7). Fix: give the program and its arguments, e.g. [\"/bin/sh\",\"-c\",\"sync\"], or remove the hook's keys."
+        };
+        out.push(finding(
+            Severity::Error,
+            key,
+            rule::COMMAND_EMPTY,
+            message.to_owned(),
+        ));
+        return;
+    };
+    if program.trim().is_empty() {
+        out.push(finding(
+            Severity::Error,
+            key,
+            rule::COMMAND_EMPTY,
+            format!(
+                "the program (first element) is {program:?}: there is nothing to execute and the hook fails (§6 B7). Fix: put the program first, e.g. [\"/bin/sh\",\"-c\",\"sync\"]."
+            ),
+        ));
+        return;
+    }
+    if program.contains(char::is_whitespace) {
+        let mut fixed: Vec<&str> = program.split_whitespace().collect();
+        fixed.extend(argv[1..].iter().map(String::as_str));
+        out.push(finding(
+            Severity::Error,
+            key,
+            rule::COMMAND_PROGRAM_WITH_SPACES,
+            format!(
+                "the program {program:?} contains spaces: there is no shell to split it, so no such executable exists and the hook fails (§2.2). Fix: one argument per element: {}",
+                serde_json::to_string(&fixed).unwrap_or_default()
+            ),
+        ));
+        return;
+    }
+    let base = program.rsplit('/').next().unwrap_or(program);
+    if SHELLS.contains(&base) {
+        return;
+    }
+    let operator = argv[1..]
+        .iter()
+        .find(|a| SHELL_OPERATORS.contains(&a.as_str()))
+        .map(|a| format!("the shell operator {a:?}"))
+        .or_else(|| {
+            argv[1..]
+                .iter()
+                .find(|a| SHELL_VARIABLE.is_match(a))
+                .map(|a| format!("the variable reference in {a:?}"))
+        });
+    if let Some(what) = operator {
+        let script = argv
+            .iter()
+            .map(|a| shell_quote_if_needed(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push(finding(
+            Severity::Error,
+            key,
+            rule::COMMAND_SHELL_SYNTAX,
+            format!(
+                "{what} is passed literally to {program:?}: Velero execs argv without a shell (§3). Fix: run it in a shell the image has: {}",
+                serde_json::to_string(&["/bin/sh", "-c", script.as_str()]).unwrap_or_default()
+            ),
+        ));
+    }
+}
+
+fn shell_quote_if_needed(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && (SHELL_OPERATORS.contains(&arg)
+            || arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+$".contains(c)));
+    if plain {
+        arg.to_owned()
+    } else {
+        let mut quoted = String::from("\"");
+        for c in arg.chars() {
+            if c == '"' || c == '\\' {
+                quoted.push('\\');
+            }
+            quoted.push(c);
+        }
+        quoted.push('"');
+        quoted
+    }
+}
+
+static PG_EXCLUSIVE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bpg_(start|stop)_backup\b").expect("static regex"));
+
+fn check_postgres_backup_mode(
+    key: &str,
+    command: &str,
+    engine: Option<&Engine>,
+    out: &mut Vec<Finding>,
+) {
+    let Some(m) = PG_EXCLUSIVE.find(command) else {
+        return;
+    };
+    let function = m.as_str();
+    let is_pg = engine.is_some_and(|e| e.engine == "postgresql");
+    let version = engine.filter(|_| is_pg).and_then(|e| e.version.as_ref());
+    let fix = "Fix: use CHECKPOINT before a volume snapshot (velero-hook-injector.io/template: postgres) or dump to a backed-up volume; pg_backup_start is no replacement in a hook, it ends with the hook's session";
+    match version {
+        Some(v) if Version::parse("15").is_some_and(|v15| *v >= v15) => out.push(finding(
+            Severity::Error,
+            key,
+            rule::PG_EXCLUSIVE_BACKUP,
+            format!(
+                "{function} was removed in PostgreSQL 15 and the image runs {v}: the hook fails with `function {function}(...) does not exist`. {fix}."
+            ),
+        )),
+        Some(_) => {}
+        None => out.push(finding(
+            Severity::Warning,
+            key,
+            rule::PG_EXCLUSIVE_BACKUP,
+            format!(
+                "{function} was removed in PostgreSQL 15 and the server version is unknown (no version in the image tag): on 15 or later this hook fails. Pin the image to a versioned tag to let this check decide. {fix}."
+            ),
+        )),
+    }
+}
+
+static SESSION_LOCKS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    [
+        (
+            r"(?i)\bFLUSH\s+TABLES\b[^;]*?\bWITH\s+READ\s+LOCK\b",
+            "FLUSH TABLES WITH READ LOCK",
+        ),
+        (
+            r"(?i)\bLOCK\s+INSTANCE\s+FOR\s+BACKUP\b",
+            "LOCK INSTANCE FOR BACKUP",
+        ),
+        (r"(?i)\bBACKUP\s+STAGE\b", "BACKUP STAGE"),
+        (r"(?i)\bpg_backup_start\b", "pg_backup_start"),
+    ]
+    .into_iter()
+    .map(|(re, name)| (Regex::new(re).expect("static regex"), name))
+    .collect()
+});
+/// Signs that a command leaves a process (and so its database session) running after it exits.
+static DETACHES: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(setsid|nohup|disown|start-stop-daemon|daemonize)\b|(^|[^&>|<])&([^&>]|$)")
+        .expect("static regex")
+});
+
+fn check_session_lock(key: &str, command: &str, out: &mut Vec<Finding>) {
+    let Some(name) = SESSION_LOCKS
+        .iter()
+        .find(|(re, _)| re.is_match(command))
+        .map(|(_, name)| *name)
+    else {
+        return;
+    };
+    if DETACHES.is_match(command) {
+        return;
+    }
+    let fix = if name == "pg_backup_start" {
+        "Fix: use CHECKPOINT before a volume snapshot (velero-hook-injector.io/template: postgres)"
+    } else {
+        "Fix: hold the lock in a detached client session (setsid … &) that the post hook ends, as the mysql and mariadb templates do (velero-hook-injector.io/template: mysql or mariadb)"
+    };
+    out.push(finding(
+        Severity::Warning,
+        key,
+        rule::SESSION_LOCK,
+        format!(
+            "{name} is tied to the database session, and Velero runs each hook in its own exec session: the lock ends when this command exits, before the snapshot is taken, and the post hook has nothing left to release (§3). Heuristic: the command shows no setsid, nohup or & that would keep a holder session alive. {fix}."
+        ),
+    ));
+}
+
+fn check_inactive_phases(
+    annotations: &Annotations,
+    pre_active: bool,
+    legacy_active: bool,
+    out: &mut Vec<Finding>,
+) {
+    if pre_active {
+        let legacy: Vec<&str> = annotations
+            .keys()
+            .filter(|k| k.starts_with(velero::LEGACY_BACKUP))
+            .map(String::as_str)
+            .collect();
+        if let Some(first) = legacy.first() {
+            out.push(finding(
+                Severity::Warning,
+                *first,
+                rule::LEGACY_KEYS_IGNORED,
+                format!(
+                    "{}command is set, so Velero ignores every legacy {}* key ({}) (§6 B21). Fix: remove them, or move their values to the {}* keys.",
+                    velero::PRE_BACKUP,
+                    velero::LEGACY_BACKUP,
+                    legacy.join(", "),
+                    velero::PRE_BACKUP
+                ),
+            ));
+        }
+    }
+    for (prefix, what) in [
+        (velero::PRE_BACKUP, "pre-backup"),
+        (velero::POST_BACKUP, "post-backup"),
+        (velero::LEGACY_BACKUP, "legacy pre-backup"),
+        (velero::POST_RESTORE, "restore exec"),
+    ] {
+        let command_key = format!("{prefix}command");
+        if annotations.get(&command_key).is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        if prefix == velero::LEGACY_BACKUP && pre_active {
+            continue; // reported above
+        }
+        let orphans: Vec<&str> = annotations
+            .keys()
+            .filter(|k| k.starts_with(prefix) && **k != command_key)
+            .map(String::as_str)
+            .collect();
+        let Some(first) = orphans.first() else {
+            continue;
+        };
+        let message = if prefix == velero::PRE_BACKUP && legacy_active {
+            format!(
+                "Velero takes the pre hook from the legacy {}* keys because {command_key} is empty or absent, and ignores {} (§6 B22). Fix: move the whole hook to the {prefix}* keys and remove the legacy ones.",
+                velero::LEGACY_BACKUP,
+                orphans.join(", ")
+            )
+        } else {
+            format!(
+                "there is no {what} hook because {command_key} is {}, so {} {} no effect (§6 B8). Fix: set {command_key} to a JSON array, or remove the keys.",
+                if annotations.contains_key(&command_key) {
+                    "empty"
+                } else {
+                    "absent"
+                },
+                orphans.join(", "),
+                if orphans.len() == 1 { "has" } else { "have" }
+            )
+        };
+        out.push(finding(
+            Severity::Warning,
+            *first,
+            if legacy_active && prefix == velero::PRE_BACKUP {
+                rule::LEGACY_KEYS_IGNORED
+            } else {
+                rule::KEYS_WITHOUT_COMMAND
+            },
+            message,
+        ));
+    }
+}
+
+fn check_init(annotations: &Annotations, spec: &PodSpec, out: &mut Vec<Finding>) {
+    let p = velero::INIT_RESTORE;
+    let image_key = format!("{p}container-image");
+    let command_key = format!("{p}command");
+    let name_key = format!("{p}container-name");
+    let image = annotations
+        .get(&image_key)
+        .map(String::as_str)
+        .unwrap_or("");
+    if image.is_empty() {
+        let orphans: Vec<&str> = [&command_key, &name_key]
+            .into_iter()
+            .filter(|k| annotations.contains_key(*k))
+            .map(String::as_str)
+            .collect();
+        if let Some(first) = orphans.first() {
+            out.push(finding(
+                Severity::Warning,
+                *first,
+                rule::KEYS_WITHOUT_COMMAND,
+                format!(
+                    "{image_key} is {}, so Velero adds no init container and {} {} no effect (§6 I4). Fix: set {image_key}, or remove the keys.",
+                    if annotations.contains_key(&image_key) { "empty" } else { "absent" },
+                    orphans.join(", "),
+                    if orphans.len() == 1 { "has" } else { "have" }
+                ),
+            ));
+        }
+        return;
+    }
+    match annotations.get(&command_key).map(String::as_str) {
+        None | Some("") => out.push(finding(
+            Severity::Error,
+            command_key.clone(),
+            rule::INIT_COMMAND_MISSING,
+            format!(
+                "{image_key} is set but {command_key} is {}: Velero ≤ v1.18.2 panics reading it, and the pod is not restored (`error preparing … plugin panicked`) (§6 I2, I3). Fix: set {command_key} to a non-empty JSON array, e.g. [\"/bin/sh\",\"-c\",\"echo restore-init\"].",
+                if annotations.contains_key(&command_key) { "empty" } else { "absent" }
+            ),
+        )),
+        Some(command) => check_command(&command_key, command, true, out),
+    }
+    if let Some(name) = annotations.get(&name_key).filter(|n| !n.is_empty()) {
+        let problem = if !is_dns1123_label(name) {
+            Some(format!(
+                "{name:?} is not a valid container name (DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
+            ))
+        } else if spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.as_deref().unwrap_or_default())
+            .any(|c| &c.name == name)
+        {
+            Some(format!(
+                "{name:?} is already the name of a container in this pod"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            out.push(finding(
+                Severity::Error,
+                name_key,
+                rule::INIT_CONTAINER_NAME_INVALID,
+                format!(
+                    "{problem}: Velero adds the init container anyway and the API server rejects the restored pod (§6 I6). Fix: a unique lowercase name such as \"restore-init\"."
+                ),
+            ));
+        }
+    }
+}
+
+fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// The engine of the container the backup hooks target (the explicit `…/container`, else the
+/// first container), or else of the first container whose image a template matches.
+pub fn detect_engine(
+    annotations: &Annotations,
+    spec: &PodSpec,
+    library: &Library,
+) -> Option<Engine> {
+    let target = [
+        velero::PRE_BACKUP,
+        velero::LEGACY_BACKUP,
+        velero::POST_BACKUP,
+        velero::POST_RESTORE,
+    ]
+    .iter()
+    .find_map(|p| {
+        annotations
+            .get(&format!("{p}container"))
+            .filter(|v| !v.is_empty())
+    })
+    .and_then(|name| spec.containers.iter().find(|c| &c.name == name))
+    .or_else(|| spec.containers.first());
+    let engine_of = |c: &k8s_openapi::api::core::v1::Container| {
+        let image = ImageRef::parse(c.image.as_deref()?).ok()?;
+        let template = library.find_for_image(&image)?;
+        Some(Engine {
+            engine: template.engine.clone(),
+            version: version::from_image(&image),
+        })
+    };
+    target
+        .and_then(engine_of)
+        .or_else(|| spec.containers.iter().find_map(engine_of))
+}
+
+/// All findings for one pod: Velero rule violations, a database without backup hooks, and
+/// injected hooks that differ from the current template. Sorted errors first.
+pub fn check_pod(pod: &Pod, library: &Library) -> Vec<Finding> {
+    let empty = Annotations::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let default_spec = PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&default_spec);
+    let engine = detect_engine(annotations, spec, library);
+    let mut out = check(annotations, spec, engine.as_ref());
+    out.extend(missing_hooks(pod, library));
+    out.extend(template_drift(annotations, library));
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+/// A pod the webhook would inject backup hooks into but which has none.
+pub fn missing_hooks(pod: &Pod, library: &Library) -> Option<Finding> {
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    if annotations.keys().any(|k| velero::is_backup_hook_key(k)) {
+        return None;
+    }
+    let mut stripped = pod.clone();
+    if let Some(a) = stripped.metadata.annotations.as_mut() {
+        a.remove(keys::INJECTED);
+        a.remove(keys::SKIPPED);
+    }
+    let decision = detect::decide(&stripped, library);
+    if decision.outcome != Outcome::Injected
+        || !decision.add.keys().any(|k| velero::is_backup_hook_key(k))
+    {
+        return None;
+    }
+    let template = decision.template.unwrap_or_default();
+    let container = decision.container.unwrap_or_default();
+    Some(finding(
+        Severity::Warning,
+        format!("{}command", velero::PRE_BACKUP),
+        rule::MISSING_HOOKS,
+        format!(
+            "container {container:?} runs a database the {template:?} template covers, but the pod has no Velero backup hooks: its backups are crash-consistent at best. The pod was created before the webhook was installed, or outside an opted-in namespace. Fix: label the namespace {}=enabled and restart the workload (kubectl rollout restart …), or add the hooks shown by `velero-hook-injector templates show {template} --container {container}`.",
+            keys::NAMESPACE_OPT_IN
+        ),
+    ))
+}
+
+/// Injected hooks (`velero-hook-injector.io/injected: T/C`) that differ from template `T` as it is now.
+pub fn template_drift(annotations: &Annotations, library: &Library) -> Option<Finding> {
+    let injected = annotations.get(keys::INJECTED)?;
+    let Some((name, container)) = injected.split_once('/') else {
+        return Some(finding(
+            Severity::Warning,
+            keys::INJECTED,
+            rule::TEMPLATE_DRIFT,
+            format!(
+                "{injected:?} is not TEMPLATE/CONTAINER, so the hooks cannot be compared with a template. Fix: remove {} and restart the pod so the webhook injects again.",
+                keys::INJECTED
+            ),
+        ));
+    };
+    let Some(template) = library.get(name) else {
+        return Some(finding(
+            Severity::Warning,
+            keys::INJECTED,
+            rule::TEMPLATE_DRIFT,
+            format!(
+                "the hooks were injected from template {name:?}, which no longer exists (known: {}). Fix: remove the pod's Velero hook keys and {} and restart it, or set {} to a current template.",
+                library.names().join(", "),
+                keys::INJECTED,
+                keys::TEMPLATE
+            ),
+        ));
+    };
+    let expected = template.annotations(container);
+    let family_present = |key: &str| {
+        let backup = velero::is_backup_hook_key(key);
+        annotations.keys().any(|k| {
+            if backup {
+                velero::is_backup_hook_key(k)
+            } else {
+                velero::is_restore_hook_key(k)
+            }
+        })
+    };
+    let differing: Vec<&str> = expected
+        .iter()
+        .filter(|(k, v)| family_present(k) && annotations.get(*k) != Some(*v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if differing.is_empty() {
+        return None;
+    }
+    Some(finding(
+        Severity::Warning,
+        keys::INJECTED,
+        rule::TEMPLATE_DRIFT,
+        format!(
+            "the hooks differ from template {name:?} as it is now ({}): the template was updated after this pod was created. Fix: restart the pod (its workload) so the webhook injects the current hooks; if you set these keys yourself, the webhook kept them and this is expected.",
+            differing.join(", ")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("command", "commands"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("", "ab"), 2);
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns1123_label("restore-init"));
+        assert!(!is_dns1123_label("Restore_Init"));
+        assert!(!is_dns1123_label("-x"));
+    }
+
+    #[test]
+    fn builtin_templates_pass_every_rule() {
+        let lib = Library::builtin().expect("builtin");
+        let spec: PodSpec = serde_json::from_value(
+            serde_json::json!({"containers": [{"name": "db", "image": "postgres:16"}]}),
+        )
+        .expect("spec");
+        for t in lib.iter() {
+            let findings = check(&t.annotations("db"), &spec, None);
+            assert!(findings.is_empty(), "template {}: {findings:#?}", t.name);
+        }
+    }
+}
