@@ -43,8 +43,11 @@ impl MariaServer {
             .tempdir()
             .expect("tempdir");
         let data = tmp.path().join("data");
+        let private_tmp = tmp.path().join("tmp");
+        std::fs::create_dir_all(&private_tmp).expect("tmpdir");
         db::sh(
             Command::new(INSTALL_DB)
+                .arg(format!("--tmpdir={}", private_tmp.display()))
                 .args(["--no-defaults", "--user=root", "--skip-test-db"])
                 .arg("--auth-root-authentication-method=normal")
                 .arg(format!("--datadir={}", data.display())),
@@ -73,6 +76,8 @@ impl MariaServer {
     fn start(&mut self) {
         self.port = db::free_port();
         let log = self.tmp.path().join(format!("err-{}.log", self.port));
+        let private_tmp = self.tmp.path().join("tmp");
+        std::fs::create_dir_all(&private_tmp).expect("tmpdir");
         let proc = Proc::spawn(
             Command::new(MARIADBD)
                 .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
@@ -84,6 +89,7 @@ impl MariaServer {
                     self.tmp.path().join("mysqld.pid").display()
                 ))
                 .arg(format!("--log-error={}", log.display()))
+                .arg(format!("--tmpdir={}", private_tmp.display()))
                 .args(["--innodb-buffer-pool-size=32M", "--max-connections=50"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
