@@ -12,7 +12,6 @@ pub mod namespaces;
 pub mod patch;
 pub mod policy;
 pub mod render;
-pub mod rules;
 pub mod server;
 pub mod template;
 pub mod tls;
