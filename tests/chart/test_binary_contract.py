@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import NAMESPACE, RELEASE, REPO, deep_merge
+from test_chart import COMBOS, CUSTOM_TEMPLATES
 
 SERVICE_HOST = f"{RELEASE}.{NAMESPACE}.svc"
 FIXTURE = REPO / "tests" / "fixtures" / "pod-create-simple.json"
@@ -93,7 +94,12 @@ class Server:
 
     def start(self) -> "Server":
         # Run from an empty directory: with certificates given the server must not need to write.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VHI_")}
+        # Never a real cluster: no kubeconfig, no in-cluster variables (namespace policy auto then
+        # falls back to the cluster mode).
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("VHI_", "KUBERNETES_", "KUBECONFIG"))}
+        env["HOME"] = str(self.workdir)
+        env["KUBECONFIG"] = str(self.workdir / "no-kubeconfig")
         self.proc = subprocess.Popen(self.args, cwd=self.workdir, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 30
@@ -155,14 +161,20 @@ def chart_server(render, tmp_path):
 
 def test_binary_accepts_every_flag_the_chart_can_pass(render):
     flags = serve_flags()
-    default_args = render().container["args"]
-    assert default_args[0] == "serve"
-    missing = [a for a in default_args[1:] if flag_name(a) not in flags]
-    assert missing == [], f"the chart's default arguments are unknown to the binary: {missing}"
-    optional = render({"mode": "enforce", "customTemplates": "name: x\n"}).container["args"]
-    missing_optional = sorted({flag_name(a) for a in optional[1:]} - flags)
-    if missing_optional:
-        pytest.xfail(f"binary does not have {missing_optional} yet (chart values mode/customTemplates need them)")
+    for values in ({}, COMBOS["everything"], COMBOS["namespacePolicy-off-warn"]):
+        args = render(values).container["args"]
+        assert args[0] == "serve"
+        unknown = sorted({flag_name(a) for a in args[1:]} - flags)
+        assert unknown == [], f"the chart passes flags the binary does not know: {unknown}"
+
+
+def test_custom_templates_from_the_chart_are_valid_for_the_binary(render, tmp_path):
+    cm = render({"customTemplates": CUSTOM_TEMPLATES}).one("ConfigMap")
+    path = tmp_path / "templates.yaml"
+    path.write_text(cm["data"]["templates.yaml"])
+    done = subprocess.run([str(BINARY), "templates", "validate", str(path)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_probe_and_metrics_endpoints_over_tls_with_the_chart_ca(chart_server):
@@ -260,3 +272,29 @@ def test_secret_mode_with_the_binarys_certs_command(render, tmp_path):
         assert server.request("GET", "/readyz")[0] == 200
     finally:
         server.stop()
+
+
+def test_server_runs_the_chart_custom_templates(render, tmp_path):
+    """customTemplates -> ConfigMap -> --templates: the server injects the custom template."""
+    r = render({"customTemplates": CUSTOM_TEMPLATES})
+    ca = write_chart_certs(r.one("Secret"), tmp_path)
+    (tmp_path / "templates.yaml").write_text(r.one("ConfigMap")["data"]["templates.yaml"])
+    review = json.loads(FIXTURE.read_text())
+    pod = review["request"]["object"]
+    pod["spec"]["containers"][0]["image"] = "registry.example/acme/acme-db:2.1"
+    pod["metadata"].setdefault("annotations", {})["velero-hook-injector.io/template"] = "acme-db"
+    server = Server(r.container["args"], tmp_path, ca)
+    try:
+        server.start()
+        status, body = server.request("POST", "/mutate", json.dumps(review).encode(),
+                                      {"Content-Type": "application/json"})
+    finally:
+        server.stop()
+    assert status == 200, body
+    response = json.loads(body)["response"]
+    assert response["allowed"] is True
+    patch = json.loads(base64.b64decode(response["patch"]))
+    text = json.dumps(patch)
+    container = pod["spec"]["containers"][0]["name"]
+    assert f"acme-db/{container}" in text, text
+    assert "acme-cli" in text

@@ -59,15 +59,16 @@ def make_ca_pem() -> str:
 CA_PEM = make_ca_pem()
 CA_B64 = base64.b64encode(CA_PEM.encode()).decode()
 
+# A custom template in the server's template schema (see README "Custom templates").
 CUSTOM_TEMPLATES = """\
-name: my-db
-engine: mydb
-description: test template
+name: acme-db
+engine: acme
+description: In-house database; flushes with its own CLI.
 match:
-  images: [example/mydb]
+  images: [acme/acme-db]
 hooks:
-  preBackup:
-    command: [/bin/sh, -c, "mydb-cli flush"]
+  preBackup: {command: [acme-cli, flush, --wait], onError: Fail, timeout: 2m}
+  postBackup: {command: [acme-cli, resume], onError: Continue, timeout: 30s}
 """
 
 SECRET_MODE = {"certificates": {"mode": "secret", "secret": {"name": "my-webhook-tls", "caBundle": CA_PEM}}}
@@ -137,6 +138,7 @@ COMBOS: dict[str, dict] = {
         "rbac": {"create": False},
         "serviceAccount": {"create": False, "name": "existing"},
     },
+    "namespacePolicy-off-warn": {"namespacePolicy": "off", "mode": "warn"},
 }
 
 
@@ -612,6 +614,17 @@ def test_rbac_is_read_only_namespaces(render):
     assert not r.all("Role") and not r.all("RoleBinding")
 
 
+def test_namespace_policy_off_drops_rbac_and_the_api_token(render):
+    auto = render()
+    assert auto.deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert not any(a.startswith("--namespace-policy") for a in auto.container["args"])
+    off = render({"namespacePolicy": "off"})
+    assert "--namespace-policy=off" in off.container["args"]
+    assert off.deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert not off.all("ClusterRole") and not off.all("ClusterRoleBinding")
+    assert off.all("ServiceAccount")
+
+
 def test_existing_service_account_and_no_rbac(render):
     r = render(COMBOS["minimal"])
     assert not r.all("ServiceAccount") and not r.all("ClusterRole") and not r.all("ClusterRoleBinding")
@@ -687,6 +700,7 @@ def test_service_monitor_tls_config_override(render):
         ({"replicaCount": 0}, "/replicaCount"),
         ({"terminationGracePeriodSeconds": 5}, "/terminationGracePeriodSeconds"),
         ({"podAntiAffinity": "maybe"}, "/podAntiAffinity"),
+        ({"namespacePolicy": "on"}, "/namespacePolicy"),
         ({"unknownTopLevel": True}, "unknownTopLevel"),
         ({"webhook": {"failurepolicy": "Fail"}}, "failurepolicy"),
         ({"certificates": {"selfsigned": {}}}, "selfsigned"),
@@ -717,6 +731,7 @@ def test_schema_is_strict_at_top_level_and_documents_the_enums(chart):
     assert props["webhook"]["properties"]["failurePolicy"]["enum"] == ["Ignore", "Fail"]
     assert props["logFormat"]["enum"] == ["json", "text"]
     assert props["mode"]["enum"] == ["inject", "warn", "enforce"]
+    assert props["namespacePolicy"]["enum"] == ["auto", "off"]
 
 
 # --- NOTES.txt ---------------------------------------------------------------------------------
