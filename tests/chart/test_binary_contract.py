@@ -298,3 +298,36 @@ def test_server_runs_the_chart_custom_templates(render, tmp_path):
     container = pod["spec"]["containers"][0]["name"]
     assert f"acme-db/{container}" in text, text
     assert "acme-cli" in text
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("inject", "velero-hook-injector: injected postgres hooks into container"),
+    ("warn", "velero-hook-injector (warn mode): would inject"),
+])
+def test_notes_dry_run_check_matches_what_the_server_says(render, tmp_path, mode, expected):
+    """NOTES.txt tells the user which warning a `kubectl run --dry-run=server` of postgres:16
+    with the template annotation prints; the server must print exactly that."""
+    r = render({"mode": mode})
+    assert expected in r.notes
+    ca = write_chart_certs(r.one("Secret"), tmp_path)
+    review = json.loads(FIXTURE.read_text())
+    pod = review["request"]["object"]
+    pod["spec"]["containers"][0]["image"] = "postgres:16"
+    pod["metadata"].setdefault("annotations", {})["velero-hook-injector.io/template"] = "postgres"
+    review["request"]["dryRun"] = True
+    server = Server(r.container["args"], tmp_path, ca)
+    try:
+        server.start()
+        status, body = server.request("POST", "/mutate", json.dumps(review).encode(),
+                                      {"Content-Type": "application/json"})
+    finally:
+        server.stop()
+    assert status == 200, body
+    response = json.loads(body)["response"]
+    assert response["allowed"] is True
+    assert any(expected in w for w in response.get("warnings", [])), response.get("warnings")
+    if mode == "inject":
+        patch = json.dumps(json.loads(base64.b64decode(response["patch"])))
+        assert "pre.hook.backup.velero.io~1command" in patch and "velero-hook-injector.io~1injected" in patch
+    else:
+        assert "patch" not in response or not json.loads(base64.b64decode(response["patch"]))

@@ -744,6 +744,8 @@ def test_notes_explain_opt_in_and_check(render):
     assert "velero-hook-injector.io/injected" in notes
     assert "persistentVolumeClaim" in notes
     assert "failurePolicy is Ignore" in notes
+    assert "would inject" not in notes
+    assert "(warn mode): would inject" in render({"mode": "warn"}).notes
     fail_notes = render({"webhook": {"failurePolicy": "Fail"}, **CERT_MANAGER}).notes
     assert "failurePolicy is Ignore" not in fail_notes
     assert f"get certificate {RELEASE}-tls" in fail_notes
