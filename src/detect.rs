@@ -145,7 +145,8 @@ const OPERATOR_LABELS: &[(&str, Option<&str>, &str)] = &[
     ("planetscale.com/component", None, "Vitess"),
 ];
 
-/// Programs that mean a database image is used as a client, not a server.
+/// Programs that mean a database image runs something other than a data-holding server: a
+/// client, or `mongos` (a sharding router with no data of its own).
 const CLIENT_TOOLS: &[&str] = &[
     "psql",
     "pg_dump",
@@ -163,6 +164,7 @@ const CLIENT_TOOLS: &[&str] = &[
     "valkey-cli",
     "mongosh",
     "mongo",
+    "mongos",
     "mongodump",
     "mongorestore",
     "cqlsh",
@@ -619,6 +621,13 @@ mod tests {
         let mut p = db_pod("postgres:16");
         p["spec"]["containers"][0]["command"] = json!(["pg_dump", "-f", "/x"]);
         assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::NoDatabase);
+        let mut p = db_pod("mongo:7.0");
+        p["spec"]["containers"][0]["command"] = json!(["mongos", "--configdb", "cfg/cfg-0:27019"]);
+        assert_eq!(
+            decide(&pod(p), &lib()).outcome,
+            Outcome::NoDatabase,
+            "mongos holds no data"
+        );
         let mut p = db_pod("postgres:16");
         p["metadata"]["ownerReferences"] =
             json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "u"}]);
