@@ -4,6 +4,7 @@
 //! and synchronous; the server, TLS and metrics are thin layers in their own modules.
 
 pub mod admission;
+pub mod audit;
 pub mod detect;
 pub mod image;
 pub mod keys;
@@ -12,6 +13,7 @@ pub mod namespaces;
 pub mod patch;
 pub mod policy;
 pub mod render;
+pub mod rules;
 pub mod server;
 pub mod template;
 pub mod tls;

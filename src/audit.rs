@@ -1,0 +1,430 @@
+//! `audit` and `render --check`: report pods whose Velero hooks are missing, break Velero's rules,
+//! or differ from the current template.
+//!
+//! The Kubernetes-facing part is thin ([`connect`], [`list_pods`]); everything else — which pods
+//! to check, the findings ([`crate::rules`]), the report and its table and JSON forms — is pure.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::render::Rendered;
+use crate::rules::{self, Finding, Severity};
+use crate::template::Library;
+use crate::velero;
+
+/// Page size of pod list requests (the API server answers with a continue token past it).
+pub const PAGE_SIZE: u32 = 500;
+
+/// Why an audit could not run (exit code 2, as opposed to findings).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The kubeconfig could not be read or has no such context.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    /// Neither a kubeconfig nor an in-cluster service account was found.
+    #[error(
+        "no Kubernetes configuration found (set KUBECONFIG, pass --kubeconfig, or run in a pod with a service account): {0}"
+    )]
+    Infer(#[from] kube::config::InferConfigError),
+    /// The client could not be built from the configuration (TLS, proxy, auth plugin).
+    #[error("creating the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// The API server refused or failed the list request.
+    #[error("listing pods in {scope}: {source}{hint}")]
+    List {
+        /// What was listed.
+        scope: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+        /// A fix for common causes (RBAC).
+        hint: String,
+    },
+}
+
+/// Where to look for pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One namespace.
+    Namespace(String),
+    /// Every namespace (`-A`).
+    AllNamespaces,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Namespace(ns) => write!(f, "namespace {ns}"),
+            Scope::AllNamespaces => f.write_str("all namespaces"),
+        }
+    }
+}
+
+/// How to reach the cluster, as kubectl's flags say it.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// `--kubeconfig`: a kubeconfig file instead of `$KUBECONFIG` / `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`: a kubeconfig context instead of the current one.
+    pub context: Option<String>,
+}
+
+/// A client configured like kubectl: `--kubeconfig`/`--context` when given, otherwise
+/// `$KUBECONFIG`, `~/.kube/config`, or the in-cluster service account. The client's default
+/// namespace is the context's namespace (used when neither `-n` nor `-A` is given).
+pub async fn connect(opts: &ClientOptions) -> Result<kube::Client, AuditError> {
+    if opts.kubeconfig.is_none() && opts.context.is_none() {
+        let config = kube::Config::infer().await?;
+        return kube::Client::try_from(config).map_err(AuditError::Client);
+    }
+    let options = KubeConfigOptions {
+        context: opts.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &opts.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        None => kube::Config::from_kubeconfig(&options).await?,
+    };
+    kube::Client::try_from(config).map_err(AuditError::Client)
+}
+
+/// Lists every pod in `scope`, following continue tokens page by page.
+pub async fn list_pods(client: &kube::Client, scope: &Scope) -> Result<Vec<Pod>, AuditError> {
+    let api: Api<Pod> = match scope {
+        Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        Scope::AllNamespaces => Api::all(client.clone()),
+    };
+    let mut pods = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = api.list(&params).await.map_err(|source| {
+            let hint = match &source {
+                kube::Error::Api(status) if status.code == 403 => format!(
+                    " (fix: the audit needs RBAC permission to list pods in {scope}: kubectl auth can-i list pods{})",
+                    match scope {
+                        Scope::Namespace(ns) => format!(" -n {ns}"),
+                        Scope::AllNamespaces => " -A".to_owned(),
+                    }
+                ),
+                _ => String::new(),
+            };
+            AuditError::List {
+                scope: scope.to_string(),
+                source,
+                hint,
+            }
+        })?;
+        pods.extend(page.items);
+        match page.metadata.continue_ {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => break,
+        }
+    }
+    Ok(pods)
+}
+
+/// Lists the pods in `scope` and checks them.
+pub async fn audit(
+    client: &kube::Client,
+    scope: &Scope,
+    library: &Library,
+) -> Result<Report, AuditError> {
+    let pods = list_pods(client, scope).await?;
+    Ok(audit_pods(scope.to_string(), &pods, library))
+}
+
+/// One pod (or pod template) with findings.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodReport {
+    /// Namespace, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pod name, or `Kind/name` of a manifest.
+    pub name: String,
+    /// Manifest file, for `render --check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// What is wrong, errors first.
+    pub findings: Vec<Finding>,
+}
+
+impl PodReport {
+    fn label(&self) -> String {
+        match (&self.file, &self.namespace) {
+            (Some(file), _) => format!("{file}: {}", self.name),
+            (None, Some(ns)) => format!("{ns}/{}", self.name),
+            (None, None) => self.name.clone(),
+        }
+    }
+}
+
+/// Counts over a report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Pods (or pod templates) examined.
+    pub checked: usize,
+    /// Of those, pods with at least one finding.
+    pub with_findings: usize,
+    /// Error findings.
+    pub errors: usize,
+    /// Warning findings.
+    pub warnings: usize,
+}
+
+/// The result of an audit or `render --check`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// What was examined, e.g. `namespace shop` or the manifest files.
+    pub scope: String,
+    /// Counts.
+    pub summary: Summary,
+    /// Pods with findings, in the order they were examined.
+    pub pods: Vec<PodReport>,
+}
+
+impl Report {
+    /// Builds a report; `checked` is how many pods were examined in all.
+    pub fn new(scope: String, checked: usize, pods: Vec<PodReport>) -> Self {
+        let all = || pods.iter().flat_map(|p| p.findings.iter());
+        let summary = Summary {
+            checked,
+            with_findings: pods.len(),
+            errors: all().filter(|f| f.severity == Severity::Error).count(),
+            warnings: all().filter(|f| f.severity == Severity::Warning).count(),
+        };
+        Self {
+            scope,
+            summary,
+            pods,
+        }
+    }
+
+    /// True when anything was found (exit code 1).
+    pub fn has_findings(&self) -> bool {
+        !self.pods.is_empty()
+    }
+
+    /// JSON for machines: `{scope, summary, pods: [{namespace, name, findings: [{severity, key,
+    /// rule, message}]}]}`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// A table for people: one row per finding, the message wrapped below it, and a summary.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let s = &self.summary;
+        if self.pods.is_empty() {
+            let _ = writeln!(
+                out,
+                "No findings: {} pod{} checked in {}.",
+                s.checked,
+                plural(s.checked),
+                self.scope
+            );
+            return out;
+        }
+        let rows: Vec<(String, &Finding)> = self
+            .pods
+            .iter()
+            .flat_map(|p| {
+                let label = p.label();
+                p.findings.iter().map(move |f| (label.clone(), f))
+            })
+            .collect();
+        let w_pod = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0).max(3);
+        let w_rule = rows
+            .iter()
+            .map(|(_, f)| f.rule_id.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        let _ = writeln!(
+            out,
+            "{:<w_pod$}  {:<8}  {:<w_rule$}  KEY",
+            "POD", "SEVERITY", "RULE"
+        );
+        for (label, f) in rows {
+            let _ = writeln!(
+                out,
+                "{label:<w_pod$}  {:<8}  {:<w_rule$}  {}",
+                f.severity.as_str(),
+                f.rule_id,
+                f.key
+            );
+            for line in wrap(&f.message, 96) {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n{} of {} pod{} checked in {} ha{} findings: {} error{}, {} warning{}.",
+            s.with_findings,
+            s.checked,
+            plural(s.checked),
+            self.scope,
+            if s.with_findings == 1 { "s" } else { "ve" },
+            s.errors,
+            plural(s.errors),
+            s.warnings,
+            plural(s.warnings)
+        );
+        out
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Greedy word wrap; words longer than `width` stay whole.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// True when Velero would never run hooks for this pod, so they are not worth checking: it is
+/// excluded from backups, or it has finished (Velero skips Succeeded/Failed pods).
+fn out_of_scope(pod: &Pod) -> bool {
+    let excluded = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(velero::EXCLUDE_LABEL))
+        .is_some_and(|v| v == "true");
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    excluded || finished
+}
+
+/// Checks pods (pure): every pod that Velero would run hooks for is examined; only those with
+/// findings are listed.
+pub fn audit_pods(scope: String, pods: &[Pod], library: &Library) -> Report {
+    let checked: Vec<&Pod> = pods.iter().filter(|p| !out_of_scope(p)).collect();
+    let reports = checked
+        .iter()
+        .filter_map(|pod| {
+            let findings = rules::check_pod(pod, library);
+            (!findings.is_empty()).then(|| PodReport {
+                namespace: pod.metadata.namespace.clone(),
+                name: pod
+                    .metadata
+                    .name
+                    .clone()
+                    .or_else(|| pod.metadata.generate_name.clone())
+                    .unwrap_or_default(),
+                file: None,
+                findings,
+            })
+        })
+        .collect();
+    Report::new(scope, checked.len(), reports)
+}
+
+/// Where the pod template sits in a workload manifest.
+fn pod_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some(""),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+/// The pod (template) of a rendered manifest as a Pod, for the rules; `None` for kinds
+/// without pods or a pod spec that does not deserialise (render already reported that).
+pub fn pod_of_manifest(manifest: &Value) -> Option<Pod> {
+    let kind = manifest.get("kind")?.as_str()?;
+    let template = manifest.pointer(pod_pointer(kind)?)?;
+    let mut metadata = template
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    if let (Some(m), Some(ns)) = (
+        metadata.as_object_mut(),
+        manifest.pointer("/metadata/namespace"),
+    ) {
+        m.entry("namespace").or_insert_with(|| ns.clone());
+    }
+    let mut pod = serde_json::Map::new();
+    pod.insert("metadata".into(), metadata);
+    pod.insert("spec".into(), template.get("spec")?.clone());
+    serde_json::from_value(Value::Object(pod)).ok()
+}
+
+/// Findings for one rendered manifest (`render --check`): the pod as the webhook would leave it.
+/// `None` for kinds without pods.
+pub fn check_rendered(file: &str, rendered: &Rendered, library: &Library) -> Option<PodReport> {
+    rendered.outcome?;
+    let pod = pod_of_manifest(&rendered.manifest)?;
+    Some(PodReport {
+        namespace: pod.metadata.namespace.clone(),
+        name: rendered.subject.clone(),
+        file: Some(file.to_owned()),
+        findings: rules::check_pod(&pod, library),
+    })
+}
+
+/// Collects `render --check` results into a report; `checked` counts pod-bearing manifests.
+pub fn manifest_report(files: &[String], results: Vec<PodReport>) -> Report {
+    let checked = results.len();
+    let with: Vec<PodReport> = results
+        .into_iter()
+        .filter(|r| !r.findings.is_empty())
+        .collect();
+    let scope = if files.is_empty() {
+        "stdin".to_owned()
+    } else {
+        files.join(", ")
+    };
+    Report::new(scope, checked, with)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_words_whole() {
+        assert_eq!(wrap("a bb ccc", 4), vec!["a bb", "ccc"]);
+        assert_eq!(wrap("averylongword x", 4), vec!["averylongword", "x"]);
+        assert!(wrap("", 10).is_empty());
+    }
+}
