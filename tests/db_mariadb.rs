@@ -269,6 +269,39 @@ fn idempotent(name: &str) {
     w.stop();
 }
 
+/// (6) the same hooks in an Alpine-like userland (BusyBox sh, setsid, sed, ...).
+fn busybox_userland(name: &str) {
+    if !db_maria::available() {
+        return;
+    }
+    let s = MariaServer::init();
+    let w = s.writer();
+    let t = db::template(name);
+    let c = s.container(pw_var(name));
+    let Some(r) = db::run_hook_busybox(&t, Phase::Pre, &c) else {
+        return;
+    };
+    r.assert_ok("pre under busybox");
+    assert!(r.elapsed < Duration::from_secs(10), "{r}");
+    assert_eq!(s.holder_sessions(), 1);
+    let pre_end = Instant::now();
+    std::thread::sleep(HELD);
+    let during = w.commits_between(pre_end, Instant::now());
+    db::run_hook_busybox(&t, Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post under busybox");
+    assert!(
+        during <= 1,
+        "{name}: {during} commits while locked (busybox)"
+    );
+    assert_eq!(s.holder_sessions(), 0);
+    db::run_hook_busybox(&t, Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post #2 under busybox");
+    assert!(w.progresses(3, Duration::from_secs(10)));
+    w.stop();
+}
+
 macro_rules! maria_matrix {
     ($($m:ident => $name:expr),* $(,)?) => {$(
         mod $m {
@@ -282,6 +315,8 @@ macro_rules! maria_matrix {
             fn s4_failures_are_loud() { super::failures_are_loud($name) }
             #[test]
             fn s5_idempotent() { super::idempotent($name) }
+            #[test]
+            fn s6_busybox_userland() { super::busybox_userland($name) }
         }
     )*};
 }

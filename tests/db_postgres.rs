@@ -212,6 +212,26 @@ fn idempotent(major: u32) {
     w.stop();
 }
 
+/// (6) the same pre hook in an Alpine-like userland (BusyBox sh and applets).
+fn busybox_userland(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    let c0 = s.checkpoints_requested();
+    let Some(r) = db::run_hook_busybox(&tpl(), Phase::Pre, &s.container()) else {
+        return;
+    };
+    r.assert_ok("pre under busybox sh");
+    let advanced = db::wait_for(Duration::from_secs(5), || {
+        (s.checkpoints_requested() > c0).then_some(())
+    });
+    assert!(
+        advanced.is_some(),
+        "PG {major}: no checkpoint under busybox"
+    );
+}
+
 macro_rules! pg_matrix {
     ($($m:ident => $major:expr),* $(,)?) => {$(
         mod $m {
@@ -225,6 +245,8 @@ macro_rules! pg_matrix {
             fn s4_failures_are_loud() { super::failures_are_loud($major) }
             #[test]
             fn s5_idempotent() { super::idempotent($major) }
+            #[test]
+            fn s6_busybox_userland() { super::busybox_userland($major) }
         }
     )*};
 }

@@ -260,8 +260,37 @@ fn idempotent(mode: Mode) {
     );
 }
 
+/// (6) the same hooks in an Alpine-like userland (BusyBox sh and applets).
+fn busybox_userland(mode: Mode) {
+    if !db_redis::available() {
+        return;
+    }
+    let s = RedisServer::start(mode, Some(PW));
+    let c = s.container();
+    s.cli(&["CONFIG", "SET", "auto-aof-rewrite-percentage", "77"])
+        .expect("set");
+    let l0 = s.lastsave();
+    let Some(r) = db::run_hook_busybox(&tpl(), Phase::Pre, &c) else {
+        return;
+    };
+    r.assert_ok("pre under busybox");
+    match mode {
+        Mode::Aof => assert_eq!(s.config("auto-aof-rewrite-percentage"), "0"),
+        Mode::Rdb => assert!(s.lastsave() > l0, "no fresh dump under busybox"),
+        Mode::None => assert!(r.stdout.contains("cache only")),
+    }
+    db::run_hook_busybox(&tpl(), Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post under busybox");
+    assert_eq!(s.config("auto-aof-rewrite-percentage"), "77");
+}
+
 mod aof {
     use super::Mode;
+    #[test]
+    fn s6_busybox_userland() {
+        super::busybox_userland(Mode::Aof)
+    }
     #[test]
     fn s1_pre_post_succeed() {
         super::pre_post_succeed(Mode::Aof)
@@ -287,6 +316,10 @@ mod aof {
 mod rdb {
     use super::Mode;
     #[test]
+    fn s6_busybox_userland() {
+        super::busybox_userland(Mode::Rdb)
+    }
+    #[test]
     fn s1_pre_post_succeed() {
         super::pre_post_succeed(Mode::Rdb)
     }
@@ -310,6 +343,10 @@ mod rdb {
 
 mod no_persistence {
     use super::Mode;
+    #[test]
+    fn s6_busybox_userland() {
+        super::busybox_userland(Mode::None)
+    }
     #[test]
     fn s1_pre_post_succeed_cache_only() {
         super::pre_post_succeed(Mode::None)

@@ -216,6 +216,41 @@ pub fn run_hook(t: &Template, phase: Phase, c: &Container) -> Option<HookRun> {
     Some(exec(argv, &c.env, timeout))
 }
 
+/// Like [`run_hook`] but in an Alpine-like userland: `/bin/sh` is BusyBox ash and BusyBox
+/// applets (sed, tr, sleep, setsid, ...) come first on PATH; the database clients stay Debian's.
+/// None when the template has no such hook or BusyBox is missing (skip policy applied).
+pub fn run_hook_busybox(t: &Template, phase: Phase, c: &Container) -> Option<HookRun> {
+    static APPLETS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if !have(
+        Path::new("/usr/bin/busybox"),
+        "busybox (Alpine shell stand-in)",
+    ) {
+        return None;
+    }
+    let dir = APPLETS.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("vhi-busybox-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("applet dir");
+        sh(Command::new("/usr/bin/busybox")
+            .arg("--install")
+            .arg("-s")
+            .arg(&d))
+        .expect("busybox --install");
+        d
+    });
+    let mut alpine = c.clone();
+    alpine.set("PATH", &format!("{}:{CONTAINER_PATH}", dir.display()));
+    let ann = t.annotations(&c.name);
+    let p = phase.prefix();
+    let command = ann.get(&format!("{p}command"))?;
+    let timeout =
+        velero::parse_go_duration(&ann[&format!("{p}{}", phase.timeout_key())]).expect("timeout");
+    let mut argv = velero::parse_command(command);
+    if argv[0] == "/bin/sh" {
+        argv.splice(0..1, ["/usr/bin/busybox".to_owned(), "sh".to_owned()]);
+    }
+    Some(exec(argv, &alpine.env, timeout))
+}
+
 /// Runs argv with env_clear() + PATH + `env`, stdin closed, reading both streams to EOF, and
 /// gives up after `timeout` (as Velero's exec does: it reports a failure; the process may live on).
 pub fn exec(argv: Vec<String>, env: &BTreeMap<String, String>, timeout: Duration) -> HookRun {
