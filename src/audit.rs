@@ -13,7 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::render::Rendered;
+use crate::render::{self, RenderError, Rendered};
 use crate::rules::{self, Finding, Severity};
 use crate::template::Library;
 use crate::velero;
@@ -402,19 +402,50 @@ pub fn check_rendered(file: &str, rendered: &Rendered, library: &Library) -> Opt
     })
 }
 
-/// Collects `render --check` results into a report; `checked` counts pod-bearing manifests.
-pub fn manifest_report(files: &[String], results: Vec<PodReport>) -> Report {
-    let checked = results.len();
-    let with: Vec<PodReport> = results
-        .into_iter()
-        .filter(|r| !r.findings.is_empty())
+/// The result of `render --check` over some manifests.
+#[derive(Debug)]
+pub struct ManifestCheck {
+    /// Findings per pod template.
+    pub report: Report,
+    /// The admission warnings rendering produced, as `Kind/name: message` (kubectl would print
+    /// them; `render` sends them to stderr).
+    pub warnings: Vec<String>,
+}
+
+/// `render --check`: renders every document of `inputs` (`(file name, text)`, `-` for stdin) as
+/// the webhook would, and checks each resulting pod (template) against the rules.
+pub fn check_manifests(
+    inputs: &[(String, String)],
+    library: &Library,
+) -> Result<ManifestCheck, RenderError> {
+    let mut checked = 0;
+    let mut pods = Vec::new();
+    let mut warnings = Vec::new();
+    for (file, text) in inputs {
+        for (i, doc) in render::parse_documents(file, text)?.into_iter().enumerate() {
+            let rendered = render::render(file, i + 1, doc, library)?;
+            warnings.extend(
+                rendered
+                    .warnings
+                    .iter()
+                    .map(|w| format!("{}: {w}", rendered.subject)),
+            );
+            if let Some(report) = check_rendered(file, &rendered, library) {
+                checked += 1;
+                if !report.findings.is_empty() {
+                    pods.push(report);
+                }
+            }
+        }
+    }
+    let names: Vec<&str> = inputs
+        .iter()
+        .map(|(f, _)| if f == "-" { "stdin" } else { f.as_str() })
         .collect();
-    let scope = if files.is_empty() {
-        "stdin".to_owned()
-    } else {
-        files.join(", ")
-    };
-    Report::new(scope, checked, with)
+    Ok(ManifestCheck {
+        report: Report::new(names.join(", "), checked, pods),
+        warnings,
+    })
 }
 
 #[cfg(test)]

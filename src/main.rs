@@ -13,7 +13,7 @@ use velero_hook_injector::namespaces::NamespaceCache;
 use velero_hook_injector::policy::{Mode, NamespaceLookup, NoNamespaces};
 use velero_hook_injector::server::{self, AppState, ServeConfig};
 use velero_hook_injector::template::Library;
-use velero_hook_injector::{render, tls, velero};
+use velero_hook_injector::{audit, render, tls, velero};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,14 @@ enum NamespacePolicy {
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// For people: one row per finding with its message, and a summary.
+    Table,
+    /// For machines: {scope, summary, pods: [{namespace, name, findings}]}.
     Json,
 }
 
@@ -91,6 +99,37 @@ enum Command {
         #[arg(long)]
         patch: bool,
         /// Custom templates file added to the built-ins.
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        /// Instead of the manifests, check each pod as the webhook would leave it against
+        /// Velero's hook rules and print the findings. Exit code: 0 clean, 1 findings, 2 error.
+        #[arg(long, conflicts_with = "patch")]
+        check: bool,
+        /// Format of the --check findings.
+        #[arg(long, value_enum, default_value = "table", requires = "check")]
+        output: OutputFormat,
+    },
+    /// Report pods in a cluster whose Velero hooks are missing, break Velero's rules, or differ
+    /// from the current template. Uses the kubeconfig like kubectl. Exit code: 0 clean,
+    /// 1 findings, 2 error.
+    Audit {
+        /// Namespace to audit (default: the kubeconfig context's namespace).
+        #[arg(short, long, conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// Audit every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Kubeconfig context to use (default: the current context).
+        #[arg(long)]
+        context: Option<String>,
+        /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster account).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: OutputFormat,
+        /// Custom templates file added to the built-ins (use the server's, so that template
+        /// drift is measured against what the webhook injects).
         #[arg(long)]
         templates: Option<PathBuf>,
     },
@@ -189,9 +228,34 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Render {
             files,
+            templates,
+            check: true,
+            output,
+            ..
+        } => exit_with(check_command(&files, templates.as_deref(), output)),
+        Command::Render {
+            files,
             patch,
             templates,
+            ..
         } => render_command(&files, patch, templates.as_deref()),
+        Command::Audit {
+            namespace,
+            all_namespaces,
+            context,
+            kubeconfig,
+            output,
+            templates,
+        } => exit_with(audit_command(
+            namespace,
+            all_namespaces,
+            audit::ClientOptions {
+                kubeconfig,
+                context,
+            },
+            output,
+            templates.as_deref(),
+        )),
         Command::Templates { action, templates } => templates_command(action, templates.as_deref()),
         Command::Certs {
             service,
@@ -301,23 +365,7 @@ fn render_command(
     templates: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let library = library(templates)?;
-    let inputs: Vec<(String, String)> =
-        if files.is_empty() || files.iter().any(|f| f.as_os_str() == "-") {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading stdin")?;
-            vec![("-".to_owned(), text)]
-        } else {
-            files
-                .iter()
-                .map(|f| {
-                    std::fs::read_to_string(f)
-                        .with_context(|| format!("reading {}", f.display()))
-                        .map(|t| (f.display().to_string(), t))
-                })
-                .collect::<anyhow::Result<_>>()?
-        };
+    let inputs = read_inputs(files)?;
     let mut out = String::new();
     let mut first = true;
     for (name, text) in &inputs {
@@ -345,6 +393,90 @@ fn render_command(
     }
     print!("{out}");
     Ok(())
+}
+
+/// Manifest inputs as (name, text): the files, or stdin for none or `-`.
+fn read_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
+    if files.is_empty() || files.iter().any(|f| f.as_os_str() == "-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
+        return Ok(vec![("-".to_owned(), text)]);
+    }
+    files
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading {}", f.display()))
+                .map(|t| (f.display().to_string(), t))
+        })
+        .collect()
+}
+
+/// Ends the process with the CI exit code: 0 clean, 1 findings, 2 error.
+fn exit_with(result: anyhow::Result<bool>) -> ! {
+    let code = match result {
+        Ok(false) => 0,
+        Ok(true) => 1,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            2
+        }
+    };
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(code)
+}
+
+fn print_report(report: &audit::Report, output: OutputFormat) {
+    match output {
+        OutputFormat::Table => print!("{}", report.to_table()),
+        OutputFormat::Json => println!("{}", report.to_json()),
+    }
+}
+
+/// `render --check`: true when there are findings.
+fn check_command(
+    files: &[PathBuf],
+    templates: Option<&std::path::Path>,
+    output: OutputFormat,
+) -> anyhow::Result<bool> {
+    let library = library(templates)?;
+    let inputs = read_inputs(files)?;
+    let checked = audit::check_manifests(&inputs, &library)?;
+    for w in &checked.warnings {
+        eprintln!("Warning: {w}");
+    }
+    print_report(&checked.report, output);
+    Ok(checked.report.has_findings())
+}
+
+/// `audit`: true when there are findings.
+fn audit_command(
+    namespace: Option<String>,
+    all_namespaces: bool,
+    client: audit::ClientOptions,
+    output: OutputFormat,
+    templates: Option<&std::path::Path>,
+) -> anyhow::Result<bool> {
+    let library = library(templates)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let client = audit::connect(&client).await?;
+        let scope = if all_namespaces {
+            audit::Scope::AllNamespaces
+        } else {
+            audit::Scope::Namespace(
+                namespace.unwrap_or_else(|| client.default_namespace().to_owned()),
+            )
+        };
+        audit::audit(&client, &scope, &library).await
+    })?;
+    print_report(&report, output);
+    Ok(report.has_findings())
 }
 
 fn templates_command(

@@ -329,12 +329,19 @@ fn check_keys(annotations: &Annotations, out: &mut Vec<Finding>) {
                     suffix.rsplit('.').next().unwrap_or(suffix)
                 )
             } else {
-                let hint = closest(key, &known)
-                    .map(|k| format!(" Did you mean {k}?"))
-                    .unwrap_or_default();
-                format!(
-                    "Velero does not read {key}; it has no effect (§6 B27).{hint} Fix: use one of the keys Velero reads for this hook."
-                )
+                let fix = match closest(key, &known) {
+                    Some(k) => format!("rename it to {k}"),
+                    None => format!(
+                        "use the keys Velero reads: {}",
+                        known
+                            .iter()
+                            .filter(|k| k.starts_with(prefix))
+                            .map(|k| &k[prefix.len()..])
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                format!("Velero does not read {key}; it has no effect (§6 B27). Fix: {fix}.")
             };
             out.push(finding(Severity::Error, key, rule::UNKNOWN_KEY, message));
             continue;
@@ -424,14 +431,14 @@ fn check_exec_phase(
                     " Velero ignores kubectl.kubernetes.io/default-container ({default:?})."
                 ));
             }
-            let db = spec
-                .containers
-                .first()
-                .map(|c| c.name.as_str())
-                .unwrap_or("DB_CONTAINER");
-            message.push_str(&format!(
-                " Fix: set {container_key} to the database container, e.g. {db:?}."
-            ));
+            let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+            message.push_str(&match names.as_slice() {
+                [only] => format!(" Fix: set {container_key} to {only:?}."),
+                _ => format!(
+                    " Fix: set {container_key} to the container the hook is for (one of: {}).",
+                    names.join(", ")
+                ),
+            });
             out.push(finding(
                 Severity::Warning,
                 container_key,
@@ -661,9 +668,9 @@ static SHELL_VARIABLE: LazyLock<Regex> =
 /// Checks a command value as Velero's `parseStringToCommand` reads it.
 fn check_command(key: &str, value: &str, init: bool, out: &mut Vec<Finding>) {
     let effect = if init {
-        "the init container's command is that one string, so it fails to start and the restored pod never runs"
+        "the init container's command is that one string, which is no program, so it fails to start and the restored pod never runs"
     } else {
-        "Velero runs the whole value as a single program name, which does not exist, so the hook fails"
+        "Velero runs the whole value as one program name, which does not exist, and the hook fails"
     };
     if value.starts_with(char::is_whitespace) {
         out.push(finding(
@@ -671,7 +678,7 @@ fn check_command(key: &str, value: &str, init: bool, out: &mut Vec<Finding>) {
             key,
             rule::COMMAND_LEADING_WHITESPACE,
             format!(
-                "the value starts with whitespace, so Velero does not read it as a JSON array: {effect} (§6 B5). Fix: remove the leading whitespace so the value starts with \"[\"."
+                "the value starts with whitespace, so it is not read as a JSON array: {effect} (§6 B5). Fix: remove the leading whitespace so the value starts with \"[\"."
             ),
         ));
         return;
@@ -684,7 +691,7 @@ fn check_command(key: &str, value: &str, init: bool, out: &mut Vec<Finding>) {
                 key,
                 rule::COMMAND_NOT_JSON_ARRAY,
                 format!(
-                    "the value starts with \"[\" but is not a JSON array of strings ({}): Velero falls back to one argv element, so {effect} (§6 {}). Fix: {}.",
+                    "the value starts with \"[\" but is not a JSON array of strings ({}), so {effect} (§6 {}). Fix: {}.",
                     json_problem(value),
                     if value.contains('\'') { "B4" } else { "B4, B6" },
                     json_fix(value)
@@ -705,7 +712,7 @@ fn check_command(key: &str, value: &str, init: bool, out: &mut Vec<Finding>) {
             key,
             rule::COMMAND_PLAIN_STRING,
             format!(
-                "a plain string with spaces is one argv element: Velero does not split it and runs no shell, so {effect} (§6 B2). Fix: write it as a JSON array: {suggestion}"
+                "a plain string with spaces is one argv element (Velero neither splits it nor runs a shell): {effect} (§6 B2). Fix: write it as a JSON array: {suggestion}"
             ),
         ));
     }
@@ -941,6 +948,7 @@ fn check_inactive_phases(
     legacy_active: bool,
     out: &mut Vec<Finding>,
 ) {
+    let known = known_keys();
     if pre_active {
         let legacy: Vec<&str> = annotations
             .keys()
@@ -977,7 +985,7 @@ fn check_inactive_phases(
         }
         let orphans: Vec<&str> = annotations
             .keys()
-            .filter(|k| k.starts_with(prefix) && **k != command_key)
+            .filter(|k| k.starts_with(prefix) && **k != command_key && known.contains(k))
             .map(String::as_str)
             .collect();
         let Some(first) = orphans.first() else {
@@ -1203,19 +1211,48 @@ pub fn template_drift(annotations: &Annotations, library: &Library) -> Option<Fi
         ));
     };
     let expected = template.annotations(container);
-    let family_present = |key: &str| {
-        let backup = velero::is_backup_hook_key(key);
-        annotations.keys().any(|k| {
-            if backup {
-                velero::is_backup_hook_key(k)
-            } else {
-                velero::is_restore_hook_key(k)
-            }
-        })
+    let in_family = |k: &str, backup: bool| {
+        if backup {
+            velero::is_backup_hook_key(k)
+        } else {
+            velero::is_restore_hook_key(k)
+        }
     };
+    let both_families = [true, false]
+        .iter()
+        .all(|b| expected.keys().any(|k| in_family(k, *b)));
+    // Which families (backup, restore) the webhook wrote. It writes a family whole and skips a
+    // family the user had set. With a template of both families, a family counts as injected
+    // only if every key the template writes is there, names the injected container, and at least
+    // one other value still matches (a template update rarely changes everything at once).
+    let injected_family = |backup: bool| {
+        if !annotations.keys().any(|k| in_family(k, backup)) {
+            return false; // absent: reported as missing hooks, not as drift
+        }
+        if !both_families {
+            return true;
+        }
+        let family: Vec<(&String, &String)> = expected
+            .iter()
+            .filter(|(k, _)| in_family(k, backup))
+            .collect();
+        let complete = family.iter().all(|(k, v)| {
+            annotations
+                .get(*k)
+                .is_some_and(|have| !k.ends_with("/container") || have == *v)
+        });
+        let some_value_matches = family
+            .iter()
+            .any(|(k, v)| !k.ends_with("/container") && annotations.get(*k) == Some(*v));
+        complete && some_value_matches
+    };
+    let compare = [injected_family(true), injected_family(false)];
     let differing: Vec<&str> = expected
         .iter()
-        .filter(|(k, v)| family_present(k) && annotations.get(*k) != Some(*v))
+        .filter(|(k, v)| {
+            let family = if velero::is_backup_hook_key(k) { 0 } else { 1 };
+            compare[family] && annotations.get(*k) != Some(*v)
+        })
         .map(|(k, _)| k.as_str())
         .collect();
     if differing.is_empty() {
@@ -1226,7 +1263,7 @@ pub fn template_drift(annotations: &Annotations, library: &Library) -> Option<Fi
         keys::INJECTED,
         rule::TEMPLATE_DRIFT,
         format!(
-            "the hooks differ from template {name:?} as it is now ({}): the template was updated after this pod was created. Fix: restart the pod (its workload) so the webhook injects the current hooks; if you set these keys yourself, the webhook kept them and this is expected.",
+            "the hooks differ from template {name:?} as it is now ({}): the template changed after this pod was created, and Velero runs the old hooks. Fix: restart the pod (its workload, e.g. kubectl rollout restart) so the webhook injects the current ones.",
             differing.join(", ")
         ),
     ))

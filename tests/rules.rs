@@ -376,7 +376,7 @@ fn b27_typo_and_case_keys() {
         &typo,
     );
     assert!(
-        f.message.contains(&format!("Did you mean {PRE}command")),
+        f.message.contains(&format!("rename it to {PRE}command")),
         "{}",
         f.message
     );
@@ -719,4 +719,61 @@ fn restore(extra: &[(&str, &str)]) -> Vec<(String, String)> {
 
 fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
     v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[test]
+fn drift_ignores_the_users_own_family_when_the_template_has_both() {
+    let mut lib = Library::builtin().expect("builtin");
+    lib.insert(
+        velero_hook_injector::template::Template::from_yaml(
+            "custom.yaml",
+            r#"
+name: pg-restore
+engine: postgresql
+description: CHECKPOINT before backup, ANALYZE after restore.
+match: {images: [postgres]}
+hooks:
+  preBackup: {command: [/bin/sh, -c, "psql -c CHECKPOINT"], onError: Continue, timeout: 300s}
+  postRestore:
+    command: [/bin/sh, -c, "psql -c ANALYZE"]
+    onError: Continue
+    execTimeout: 10m
+    waitTimeout: 15m
+"#,
+        )
+        .expect("template"),
+    );
+    let t = lib.get("pg-restore").expect("pg-restore");
+    // The user set their own backup hook; the webhook added only the restore hook.
+    let mut a: BTreeMap<String, String> = t
+        .annotations("postgres")
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(RX))
+        .collect();
+    a.insert(
+        format!("{PRE}command"),
+        r#"["/usr/local/bin/quiesce"]"#.into(),
+    );
+    a.insert(format!("{PRE}container"), "postgres".into());
+    a.insert(
+        "velero-hook-injector.io/injected".into(),
+        "pg-restore/postgres".into(),
+    );
+    assert_eq!(
+        rules::check_pod(&db_pod(serde_json::to_value(&a).expect("map")), &lib),
+        vec![]
+    );
+    // The webhook's own restore hook changed in the template: that is drift.
+    a.insert(format!("{RX}exec-timeout"), "5m".into());
+    let f = only(
+        &rules::check_pod(&db_pod(serde_json::to_value(&a).expect("map")), &lib),
+        rule::TEMPLATE_DRIFT,
+        "velero-hook-injector.io/injected",
+    );
+    assert!(
+        f.message.contains(&format!("{RX}exec-timeout")),
+        "{}",
+        f.message
+    );
+    assert!(!f.message.contains(PRE), "{}", f.message);
 }

@@ -1,0 +1,326 @@
+//! The binary: `render --check` over tests/manifests/bad-hooks*.yaml and `audit`'s exit codes
+//! (0 clean, 1 findings, 2 error).
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_velero-hook-injector");
+const BAD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/manifests/bad-hooks.yaml"
+);
+const CLEAN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/manifests/bad-hooks-clean.yaml"
+);
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run the binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every (manifest, rule) pair the bad-hooks file must produce, with the key it is about.
+const EXPECTED: &[(&str, &str, &str)] = &[
+    (
+        "Pod/b2-plain-string",
+        "command-plain-string",
+        "pre.hook.backup.velero.io/command",
+    ),
+    (
+        "Pod/b4-single-quotes",
+        "command-not-json-array",
+        "pre.hook.backup.velero.io/command",
+    ),
+    (
+        "Pod/b5-leading-space",
+        "command-leading-whitespace",
+        "pre.hook.backup.velero.io/command",
+    ),
+    (
+        "Pod/b6-number-element",
+        "command-not-json-array",
+        "pre.hook.backup.velero.io/command",
+    ),
+    (
+        "Pod/b7-empty-command",
+        "command-empty",
+        "pre.hook.backup.velero.io/command",
+    ),
+    (
+        "Pod/b9-timeout-without-unit",
+        "duration-no-unit",
+        "pre.hook.backup.velero.io/timeout",
+    ),
+    (
+        "Pod/b10-timeout-in-days",
+        "duration-unparseable",
+        "pre.hook.backup.velero.io/timeout",
+    ),
+    (
+        "Pod/b11-timeout-zero",
+        "duration-not-positive",
+        "pre.hook.backup.velero.io/timeout",
+    ),
+    (
+        "Pod/b12-timeout-negative",
+        "duration-not-positive",
+        "post.hook.backup.velero.io/timeout",
+    ),
+    (
+        "Pod/b13-timeout-over-4h",
+        "duration-too-long",
+        "pre.hook.backup.velero.io/timeout",
+    ),
+    (
+        "Pod/b14-on-error-lowercase",
+        "on-error-case",
+        "pre.hook.backup.velero.io/on-error",
+    ),
+    (
+        "Pod/b15-on-error-unknown",
+        "on-error-unknown",
+        "pre.hook.backup.velero.io/on-error",
+    ),
+    (
+        "Pod/b17-container-missing",
+        "container-missing",
+        "pre.hook.backup.velero.io/container",
+    ),
+    (
+        "Pod/b18-container-not-found",
+        "container-not-found",
+        "pre.hook.backup.velero.io/container",
+    ),
+    (
+        "Pod/b27-typo-key",
+        "unknown-key",
+        "pre.hook.backup.velero.io/commands",
+    ),
+    (
+        "Pod/shell-syntax-without-shell",
+        "command-shell-syntax-without-shell",
+        "pre.hook.backup.velero.io/command",
+    ),
+    (
+        "Pod/e3-e5-e6-restore-hook",
+        "restore-timeout-wrong-key",
+        "post.hook.restore.velero.io/timeout",
+    ),
+    (
+        "Pod/e3-e5-e6-restore-hook",
+        "wait-for-ready-invalid",
+        "post.hook.restore.velero.io/wait-for-ready",
+    ),
+    (
+        "Pod/e3-e5-e6-restore-hook",
+        "restore-wait-timeout-missing",
+        "post.hook.restore.velero.io/wait-timeout",
+    ),
+    (
+        "Pod/i2-init-without-command",
+        "init-command-missing",
+        "init.hook.restore.velero.io/command",
+    ),
+    (
+        "StatefulSet/pg15-start-backup",
+        "pg-exclusive-backup-removed",
+        "pre.hook.backup.velero.io/command",
+    ),
+    (
+        "StatefulSet/pg15-start-backup",
+        "pg-exclusive-backup-removed",
+        "post.hook.backup.velero.io/command",
+    ),
+    (
+        "Deployment/mysql-ftwrl",
+        "session-lock-ends-with-hook",
+        "pre.hook.backup.velero.io/command",
+    ),
+    (
+        "Pod/stale-injection",
+        "template-drift",
+        "velero-hook-injector.io/injected",
+    ),
+];
+
+#[test]
+fn render_check_reports_every_bad_pattern_as_json() {
+    let out = run(&["render", "--check", "--output", "json", BAD]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report on stdout");
+
+    let mut found: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for pod in report["pods"].as_array().expect("pods") {
+        assert_eq!(pod["file"], BAD);
+        for f in pod["findings"].as_array().expect("findings") {
+            let message = f["message"].as_str().expect("message");
+            assert!(message.contains("Fix:"), "no fix in {f}");
+            assert!(
+                f["severity"] == "error" || f["severity"] == "warning",
+                "{f}"
+            );
+            found.insert((
+                pod["name"].as_str().expect("name").to_owned(),
+                f["rule"].as_str().expect("rule").to_owned(),
+                f["key"].as_str().expect("key").to_owned(),
+            ));
+        }
+    }
+    let expected: BTreeSet<(String, String, String)> = EXPECTED
+        .iter()
+        .map(|(s, r, k)| ((*s).to_owned(), (*r).to_owned(), (*k).to_owned()))
+        .collect();
+    let missing: Vec<_> = expected.difference(&found).collect();
+    let extra: Vec<_> = found.difference(&expected).collect();
+    assert!(missing.is_empty(), "missing findings: {missing:#?}");
+    assert!(extra.is_empty(), "unexpected findings: {extra:#?}");
+
+    // 21 pod-bearing documents (the Service is not one), every one with findings.
+    assert_eq!(report["summary"]["checked"], 21);
+    assert_eq!(report["summary"]["withFindings"], 21);
+    let errors = report["summary"]["errors"].as_u64().expect("errors");
+    let warnings = report["summary"]["warnings"].as_u64().expect("warnings");
+    assert_eq!(errors + warnings, EXPECTED.len() as u64);
+
+    // The webhook's own warnings still go to stderr, like plain render.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("Warning: StatefulSet/pg15-start-backup:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn render_check_table_names_each_manifest_and_summarises() {
+    let out = run(&["render", "--check", BAD]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("POD"), "{stdout}");
+    for (subject, rule, _) in EXPECTED {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("{BAD}: {subject} ")) && l.contains(rule)),
+            "no row for {subject} {rule}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("21 of 21 pods checked in"), "{stdout}");
+    assert!(
+        stdout.contains(r#"Fix: write it as a JSON array: ["/sbin/fsfreeze","--freeze","/data"]"#)
+    );
+}
+
+#[test]
+fn render_check_on_clean_manifests_exits_zero() {
+    let out = run(&["render", "--check", CLEAN]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout),
+        format!("No findings: 2 pods checked in {CLEAN}.\n")
+    );
+    let out = run(&["render", "--check", "--output", "json", CLEAN]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["pods"], serde_json::json!([]));
+    assert_eq!(report["summary"]["checked"], 2);
+}
+
+#[test]
+fn render_check_errors_exit_two() {
+    let out = run(&["render", "--check", "/nonexistent/manifest.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("reading /nonexistent/manifest.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "kind: Pod\nmetadata: {name: [unclosed\n").expect("write");
+    let out = run(&["render", "--check", broken.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not valid YAML"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn render_without_check_is_unchanged() {
+    let out = run(&["render", CLEAN]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("velero-hook-injector.io/injected: postgres/postgres"));
+    // --output only makes sense with --check.
+    let out = run(&["render", "--output", "json", CLEAN]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn kubeconfig(dir: &std::path::Path, server: &str) -> String {
+    let path = dir.join("config");
+    std::fs::write(
+        &path,
+        format!(
+            r#"apiVersion: v1
+kind: Config
+current-context: test
+clusters:
+  - name: test
+    cluster: {{server: "{server}", insecure-skip-tls-verify: true}}
+users:
+  - name: u
+    user: {{token: "not-a-secret"}}
+contexts:
+  - name: test
+    context: {{cluster: test, user: u, namespace: shop}}
+"#
+        ),
+    )
+    .expect("write kubeconfig");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+#[test]
+fn audit_unreachable_cluster_exits_two_with_the_reason() {
+    // A loopback port nothing listens on: connection refused at once.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(dir.path(), &format!("https://127.0.0.1:{port}"));
+    let out = run(&["audit", "--kubeconfig", &config]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("Error: listing pods in namespace shop"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn audit_bad_kubeconfig_or_flags_exit_two() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(dir.path(), "https://127.0.0.1:1");
+    let out = run(&["audit", "--kubeconfig", &config, "--context", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
+
+    let out = run(&["audit", "-n", "a", "-A"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
+}
