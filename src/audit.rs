@@ -22,30 +22,48 @@ use crate::velero;
 pub const PAGE_SIZE: u32 = 500;
 
 /// Why an audit could not run (exit code 2, as opposed to findings).
+///
+/// Each message already includes kube's error text, whose own source chain repeats it, so the
+/// kube error is deliberately not exposed as `source` (an error chain would print it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The kubeconfig could not be read or has no such context.
     #[error("kubeconfig: {0}")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
+    Kubeconfig(kube::config::KubeconfigError),
     /// Neither a kubeconfig nor an in-cluster service account was found.
     #[error(
         "no Kubernetes configuration found (set KUBECONFIG, pass --kubeconfig, or run in a pod with a service account): {0}"
     )]
-    Infer(#[from] kube::config::InferConfigError),
+    Infer(kube::config::InferConfigError),
     /// The client could not be built from the configuration (TLS, proxy, auth plugin).
-    #[error("creating the Kubernetes client: {0}")]
-    Client(#[source] kube::Error),
+    #[error("creating the Kubernetes client: {}", chain(.0))]
+    Client(kube::Error),
     /// The API server refused or failed the list request.
-    #[error("listing pods in {scope}: {source}{hint}")]
+    #[error("listing pods in {scope}: {}{hint}", chain(.error))]
     List {
         /// What was listed.
         scope: String,
         /// The API error.
-        #[source]
-        source: kube::Error,
+        error: kube::Error,
         /// A fix for common causes (RBAC).
         hint: String,
     },
+}
+
+/// An error and its sources as one line, skipping sources whose text is already included
+/// (kube's connection errors say only `client error (Connect)`; the cause is further down).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = e.source();
+    }
+    text
 }
 
 /// Where to look for pods.
@@ -80,7 +98,7 @@ pub struct ClientOptions {
 /// namespace is the context's namespace (used when neither `-n` nor `-A` is given).
 pub async fn connect(opts: &ClientOptions) -> Result<kube::Client, AuditError> {
     if opts.kubeconfig.is_none() && opts.context.is_none() {
-        let config = kube::Config::infer().await?;
+        let config = kube::Config::infer().await.map_err(AuditError::Infer)?;
         return kube::Client::try_from(config).map_err(AuditError::Client);
     }
     let options = KubeConfigOptions {
@@ -89,10 +107,14 @@ pub async fn connect(opts: &ClientOptions) -> Result<kube::Client, AuditError> {
     };
     let config = match &opts.kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+            let kubeconfig = Kubeconfig::read_from(path).map_err(AuditError::Kubeconfig)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(AuditError::Kubeconfig)?
         }
-        None => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(AuditError::Kubeconfig)?,
     };
     kube::Client::try_from(config).map_err(AuditError::Client)
 }
@@ -110,8 +132,8 @@ pub async fn list_pods(client: &kube::Client, scope: &Scope) -> Result<Vec<Pod>,
         if let Some(t) = &token {
             params = params.continue_token(t);
         }
-        let page = api.list(&params).await.map_err(|source| {
-            let hint = match &source {
+        let page = api.list(&params).await.map_err(|error| {
+            let hint = match &error {
                 kube::Error::Api(status) if status.code == 403 => format!(
                     " (fix: the audit needs RBAC permission to list pods in {scope}: kubectl auth can-i list pods{})",
                     match scope {
@@ -123,7 +145,7 @@ pub async fn list_pods(client: &kube::Client, scope: &Scope) -> Result<Vec<Pod>,
             };
             AuditError::List {
                 scope: scope.to_string(),
-                source,
+                error,
                 hint,
             }
         })?;

@@ -305,6 +305,7 @@ fn audit_unreachable_cluster_exits_two_with_the_reason() {
         stderr.contains("Error: listing pods in namespace shop"),
         "{stderr}"
     );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
 
