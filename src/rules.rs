@@ -764,18 +764,15 @@ fn json_fix(value: &str) -> String {
 
 fn check_argv(key: &str, argv: &[String], init: bool, out: &mut Vec<Finding>) {
     let Some(program) = argv.first() else {
-        let message = if init {
-            // An empty argv keeps the image ENTRYPOINT (§2.2 4); that is legal, if unusual.
-            return;
-        } else {
-            "the command is an empty array: Velero attempts the hook and fails it with `command is required` (§6 B7). Fix: give the program and its arguments, e.g. [\"/bin/sh\",\"-c\",\"sync\"], or remove the hook's keys."
-        };
-        out.push(finding(
-            Severity::Error,
-            key,
-            rule::COMMAND_EMPTY,
-            message.to_owned(),
-        ));
+        // For an init hook an empty argv keeps the image ENTRYPOINT (§2.2 4): legal, if unusual.
+        if !init {
+            out.push(finding(
+                Severity::Error,
+                key,
+                rule::COMMAND_EMPTY,
+                "the command is an empty array: Velero attempts the hook and fails it with `command is required` (§6 B7). Fix: give the program and its arguments, e.g. [\"/bin/sh\",\"-c\",\"sync\"], or remove the hook's keys.".to_owned(),
+            ));
+        }
         return;
     };
     if program.trim().is_empty() {

@@ -470,6 +470,14 @@ fn i2_init_image_without_command_panics_velero() {
         rule::INIT_COMMAND_MISSING,
         &k,
     );
+    // `[]` is no panic: the container keeps the image ENTRYPOINT (§2.2).
+    assert_eq!(
+        check(&[
+            (&format!("{INIT}container-image"), "busybox:1.36"),
+            (&k, "[]"),
+        ]),
+        vec![]
+    );
 }
 
 #[test]
