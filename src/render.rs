@@ -52,8 +52,21 @@ pub struct Rendered {
     pub warnings: Vec<String>,
 }
 
-/// Where the pod template sits inside a workload manifest.
-fn pod_template_pointer(kind: &str) -> Option<&'static str> {
+impl Rendered {
+    /// A manifest without a pod (template): printed as it came.
+    fn untouched(manifest: Value, subject: String) -> Self {
+        Self {
+            manifest,
+            patch: Patch(vec![]),
+            subject,
+            outcome: None,
+            warnings: vec![],
+        }
+    }
+}
+
+/// Where the pod template sits inside a workload manifest (`""` for a Pod itself).
+pub fn pod_template_pointer(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some(""),
         "Deployment"
@@ -98,26 +111,14 @@ pub fn render(
         .to_owned();
     let subject = format!("{kind}/{name}");
     let Some(ptr) = pod_template_pointer(&kind) else {
-        return Ok(Rendered {
-            manifest,
-            patch: Patch(vec![]),
-            subject,
-            outcome: None,
-            warnings: vec![],
-        });
+        return Ok(Rendered::untouched(manifest, subject));
     };
     let manifest_claims_source = manifest
         .pointer("/spec/volumeClaimTemplates")
         .cloned()
         .unwrap_or(Value::Null);
     let Some(template) = manifest.pointer_mut(ptr) else {
-        return Ok(Rendered {
-            manifest,
-            patch: Patch(vec![]),
-            subject,
-            outcome: None,
-            warnings: vec![],
-        });
+        return Ok(Rendered::untouched(manifest, subject));
     };
     if !template.get("metadata").is_some_and(Value::is_object) {
         template["metadata"] = json!({});
