@@ -746,6 +746,8 @@ def test_notes_explain_opt_in_and_check(render):
     assert "failurePolicy is Ignore" in notes
     assert "would inject" not in notes
     assert "(warn mode): would inject" in render({"mode": "warn"}).notes
+    assert "velero-hook-injector.io/exception" in render({"mode": "enforce"}).notes
+    assert "velero-hook-injector.io/exception" not in notes
     fail_notes = render({"webhook": {"failurePolicy": "Fail"}, **CERT_MANAGER}).notes
     assert "failurePolicy is Ignore" not in fail_notes
     assert f"get certificate {RELEASE}-tls" in fail_notes
