@@ -36,6 +36,7 @@ fn pre_post_succeed(name: &str) {
     let c = s.container(pw_var(name));
     let r = run_hook(&t, Phase::Pre, &c).expect("pre");
     r.assert_ok("pre");
+    eprintln!("MEASURE {name} MariaDB-10.11 pre={:?}", r.elapsed);
     assert!(
         r.elapsed < Duration::from_secs(10),
         "pre must return promptly: {r}"
@@ -44,6 +45,7 @@ fn pre_post_succeed(name: &str) {
     assert_eq!(s.holder_sessions(), 1, "exactly one holder after pre");
     let r = run_hook(&t, Phase::Post, &c).expect("post");
     r.assert_ok("post");
+    eprintln!("MEASURE {name} MariaDB-10.11 post={:?}", r.elapsed);
     assert!(r.stdout.contains("released the lock"), "{r}");
     assert_eq!(s.holder_sessions(), 0, "holder gone after post");
     assert!(w.progresses(3, Duration::from_secs(10)));

@@ -28,6 +28,7 @@ fn pre_post_succeed(major: u32) {
     let c = s.container().with("POSTGRES_PORT", "tcp://10.96.0.12:5432");
     let r = run_hook(&t, Phase::Pre, &c).expect("pre hook");
     r.assert_ok("pre over 127.0.0.1");
+    eprintln!("MEASURE postgres PG{major} pre={:?}", r.elapsed);
     assert!(r.stdout.contains("CHECKPOINT completed"), "{r}");
     assert!(r.elapsed < r.timeout / 2, "pre too slow: {r}");
     let sock = c

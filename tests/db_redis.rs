@@ -54,6 +54,7 @@ fn pre_post_succeed(mode: Mode) {
     let before = files(&s.data);
     let r = run_hook(&tpl(), Phase::Pre, &c).expect("pre");
     r.assert_ok("pre");
+    eprintln!("MEASURE redis {mode:?} pre={:?}", r.elapsed);
     match mode {
         Mode::Aof => assert!(r.stdout.contains("AOF mode"), "{r}"),
         Mode::Rdb => assert!(r.stdout.contains("RDB mode"), "{r}"),
