@@ -375,26 +375,11 @@ pub fn audit_pods(scope: String, pods: &[Pod], library: &Library) -> Report {
     Report::new(scope, checked.len(), reports)
 }
 
-/// Where the pod template sits in a workload manifest.
-fn pod_pointer(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Pod" => Some(""),
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "Job"
-        | "ReplicationController" => Some("/spec/template"),
-        "CronJob" => Some("/spec/jobTemplate/spec/template"),
-        _ => None,
-    }
-}
-
 /// The pod (template) of a rendered manifest as a Pod, for the rules; `None` for kinds
 /// without pods or a pod spec that does not deserialise (render already reported that).
 pub fn pod_of_manifest(manifest: &Value) -> Option<Pod> {
     let kind = manifest.get("kind")?.as_str()?;
-    let template = manifest.pointer(pod_pointer(kind)?)?;
+    let template = manifest.pointer(render::pod_template_pointer(kind)?)?;
     let mut metadata = template
         .get("metadata")
         .cloned()
