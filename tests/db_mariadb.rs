@@ -49,6 +49,37 @@ fn pre_post_succeed(name: &str) {
     assert!(r.stdout.contains("released the lock"), "{r}");
     assert_eq!(s.holder_sessions(), 0, "holder gone after post");
     assert!(w.progresses(3, Duration::from_secs(10)));
+
+    // TCP through MYSQL_HOST/MYSQL_TCP_PORT, as a Bitnami-style admin user (*_ROOT_USER).
+    s.sql(
+        "CREATE USER vhiadmin@'127.0.0.1' IDENTIFIED BY 'adm-pw'; \
+         GRANT RELOAD, PROCESS, CONNECTION ADMIN ON *.* TO vhiadmin@'127.0.0.1'",
+    )
+    .expect("admin user");
+    let root_user = if name == "mariadb" {
+        "MARIADB_ROOT_USER"
+    } else {
+        "MYSQL_ROOT_USER"
+    };
+    let mut tcp = c
+        .clone()
+        .with("MYSQL_HOST", "127.0.0.1")
+        .with("MYSQL_TCP_PORT", &s.port.to_string())
+        .with(root_user, "vhiadmin")
+        .with(pw_var(name), "adm-pw");
+    tcp.unset("MYSQL_UNIX_PORT");
+    run_hook(&t, Phase::Pre, &tcp)
+        .expect("pre")
+        .assert_ok("pre over TCP as vhiadmin");
+    assert_eq!(s.holder_sessions(), 1);
+    let pre_end = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let during = w.commits_between(pre_end, Instant::now());
+    run_hook(&t, Phase::Post, &tcp)
+        .expect("post")
+        .assert_ok("post over TCP as vhiadmin");
+    assert!(during <= 1, "{during} commits while locked over TCP");
+    assert_eq!(s.holder_sessions(), 0);
     w.stop();
 }
 

@@ -148,6 +148,14 @@ fn failures_are_loud(major: u32) {
     let r = run_hook(&t, Phase::Pre, &bitnami).expect("pre");
     r.assert_ok("bitnami superuser password file");
     assert!(r.stdout.contains("user: postgres"), "{r}");
+    // Bitnami's port variable instead of PGPORT.
+    let mut bitnami_port = bitnami
+        .clone()
+        .with("POSTGRESQL_PORT_NUMBER", &s.port.to_string());
+    bitnami_port.unset("PGPORT");
+    run_hook(&t, Phase::Pre, &bitnami_port)
+        .expect("pre")
+        .assert_ok("bitnami POSTGRESQL_PORT_NUMBER");
     let mut sclorg = base.clone().with("POSTGRESQL_ADMIN_PASSWORD", PG_PASSWORD);
     sclorg.unset("POSTGRES_PASSWORD");
     run_hook(&t, Phase::Pre, &sclorg)
