@@ -228,7 +228,9 @@ pub fn run_hook_busybox(t: &Template, phase: Phase, c: &Container) -> Option<Hoo
         return None;
     }
     let dir = APPLETS.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("vhi-busybox-{}", std::process::id()));
+        // Shared and reused: `busybox --install -s` is idempotent, and cargo runs test
+        // binaries one after another.
+        let d = std::env::temp_dir().join("vhi-busybox-applets");
         std::fs::create_dir_all(&d).expect("applet dir");
         sh(Command::new("/usr/bin/busybox")
             .arg("--install")
