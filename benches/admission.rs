@@ -61,5 +61,45 @@ fn scaling(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pods, scaling);
+/// Where the time goes for the typical database pod: the parse alone (three ways), the
+/// decision alone on an already parsed pod, and the whole review.
+fn breakdown(c: &mut Criterion) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::core::admission::AdmissionReview;
+    let library = Library::builtin().expect("library");
+    let review = pods::typical_database();
+    let body = pods::body(&review);
+    let pod: Pod = serde_json::from_value(review["request"]["object"].clone()).expect("pod");
+    let mut g = c.benchmark_group("typical_breakdown");
+    g.bench_function("parse_skip_everything", |b| {
+        b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).expect("json"))
+    });
+    g.bench_function("parse_to_value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).expect("json"))
+    });
+    g.bench_function("parse_admission_review_pod", |b| {
+        b.iter(|| serde_json::from_slice::<AdmissionReview<Pod>>(black_box(&body)).expect("review"))
+    });
+    let mut lean = review.clone();
+    lean["request"]["object"]["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("managedFields");
+    let lean = pods::body(&lean);
+    g.bench_function("parse_admission_review_pod_no_managed_fields", |b| {
+        b.iter(|| serde_json::from_slice::<AdmissionReview<Pod>>(black_box(&lean)).expect("review"))
+    });
+    g.bench_function("review_whole_no_managed_fields", |b| {
+        b.iter(|| admission::review(black_box(&lean), &library).expect("reviewed"))
+    });
+    g.bench_function("decide_parsed_pod", |b| {
+        b.iter(|| velero_hook_injector::detect::decide(black_box(&pod), &library))
+    });
+    g.bench_function("review_whole", |b| {
+        b.iter(|| admission::review(black_box(&body), &library).expect("reviewed"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pods, scaling, breakdown);
 criterion_main!(benches);

@@ -257,13 +257,13 @@ impl Template {
     /// True when `image` is one of this template's repositories.
     pub fn matches_image(&self, image: &ImageRef) -> bool {
         let name = image.name();
-        let namespaced = image.namespaced_name().map(normalise_namespace);
+        let namespaced = image.namespaced_name();
         self.matcher
             .images
             .iter()
             .any(|entry| match entry.split_once('/') {
                 None => entry == name,
-                Some(_) => namespaced.as_deref() == Some(normalise_namespace(entry).as_str()),
+                Some(_) => namespaced.is_some_and(|n| same_namespaced(entry, n)),
             })
             || self
                 .matcher
@@ -317,11 +317,18 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn normalise_namespace(entry: &str) -> String {
-    match entry.split_once('/') {
-        Some((ns, name)) if BITNAMI_ALIASES.contains(&ns) => format!("bitnami/{name}"),
-        _ => entry.to_owned(),
+/// Whether two `namespace/name` references name the same image once Bitnami's namespace aliases
+/// are folded into `bitnami`. Compares in place: this runs for every container and template
+/// entry on every admission (it used to build two Strings each time).
+fn same_namespaced(a: &str, b: &str) -> bool {
+    fn parts(s: &str) -> (&str, &str) {
+        match s.split_once('/') {
+            Some((ns, name)) if BITNAMI_ALIASES.contains(&ns) => ("bitnami", name),
+            Some((ns, name)) => (ns, name),
+            None => ("", s),
+        }
     }
+    parts(a) == parts(b)
 }
 
 /// Compact JSON array: Velero treats the value as argv only when its first byte is `[`.

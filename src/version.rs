@@ -80,7 +80,14 @@ static UBI_PREFIX: LazyLock<Regex> =
 /// The engine version an image most likely runs, from its repository name or tag (§4.3 of the
 /// database hooks reference). `None` for `latest`, aliases like `lts`, or digest-only references.
 pub fn from_image(image: &ImageRef) -> Option<Version> {
-    if let Some(c) = SCLORG_REPO.captures(image.name()) {
+    // Each regex runs only when the literal it needs is present: this runs for every database
+    // container on every admission, and most images match none of the special forms.
+    let name = image.name();
+    if let Some(c) = name
+        .contains('-')
+        .then(|| SCLORG_REPO.captures(name))
+        .flatten()
+    {
         let digits = &c[2];
         return match &c[1] {
             "postgresql" | "spilo" => Version::parse(digits),
@@ -93,13 +100,25 @@ pub fn from_image(image: &ImageRef) -> Option<Version> {
         };
     }
     let tag = image.tag.as_deref()?;
-    if let Some(c) = STRIMZI_KAFKA.captures(tag) {
+    if let Some(c) = tag
+        .contains("-kafka-")
+        .then(|| STRIMZI_KAFKA.captures(tag))
+        .flatten()
+    {
         return Version::parse(&c[1]);
     }
-    if let Some(c) = PG_IN_TAG.captures(tag) {
+    if let Some(c) = tag
+        .contains("pg")
+        .then(|| PG_IN_TAG.captures(tag))
+        .flatten()
+    {
         return Version::parse(&c[1]);
     }
-    let tag = UBI_PREFIX.replace(tag, "");
+    let tag = if tag.starts_with("ubi") {
+        UBI_PREFIX.replace(tag, "")
+    } else {
+        std::borrow::Cow::Borrowed(tag)
+    };
     LEADING.captures(&tag).and_then(|c| Version::parse(&c[1]))
 }
 
