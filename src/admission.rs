@@ -171,7 +171,8 @@ impl<'de> serde::Deserialize<'de> for AdmittedPod {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
         #[derive(serde::Deserialize)]
         struct Object {
-            #[serde(default)]
+            // Required: a patch adds under /metadata, which must exist for it to apply (the API
+            // server always sends it; cargo fuzz found the gap: fuzz/regressions/review/).
             metadata: Meta,
             #[serde(default)]
             spec: Option<Spec>,

@@ -311,6 +311,14 @@ fn catalogue() -> Vec<Case> {
         &format!("\"metadata\":{{\"managedFields\":[{{\"fieldsV1\":{deep}}}],"),
         1,
     );
+    // And in a field the decision reads: the first container's command.
+    let deep_command = serde_json::to_string(&good_review())
+        .expect("ser")
+        .replacen(
+            "\"containers\":[{",
+            &format!("\"containers\":[{{\"command\":{deep},"),
+            1,
+        );
     let ten_mib = {
         let mut r = good_review();
         r["request"]["object"]["metadata"]["annotations"]["big"] =
@@ -353,8 +361,16 @@ fn catalogue() -> Vec<Case> {
             "recursion limit",
         ),
         (
-            "100k nested arrays inside the pod",
+            // managedFields is skipped unparsed (serde_json skips without recursing), so the
+            // pod is answered normally.
+            "100k nested arrays in managedFields",
             request(json, deep_body.as_bytes()),
+            200,
+            "JSONPatch",
+        ),
+        (
+            "100k nested arrays as a container's command",
+            request(json, deep_command.as_bytes()),
             400,
             "recursion limit",
         ),
