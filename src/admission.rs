@@ -266,6 +266,13 @@ impl k8s_openapi::Metadata for AdmittedPod {
 
 /// Answers one AdmissionReview request body.
 pub fn review_with(body: &[u8], ctx: &Context<'_>) -> Result<Reviewed, ReviewError> {
+    // Fields skipped unparsed are not UTF-8-checked by serde_json, so the whole body is checked
+    // here (cargo fuzz found a body with a bad byte in managedFields being answered).
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ReviewError::NotJson(serde::de::Error::custom(
+            format_args!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )));
+    }
     match serde_json::from_slice::<AdmissionReview<AdmittedPod>>(body) {
         Ok(review) => {
             check_envelope(&review.types.api_version, &review.types.kind)?;

@@ -100,3 +100,15 @@ fn pod_without_metadata_is_refused_clearly() {
         admission::review(&std::fs::read(path).expect("read"), &library).expect_err("refused");
     assert!(err.to_string().contains("metadata"), "{err}");
 }
+
+/// The second crash: a byte that is not UTF-8 inside a field the parser skips is refused like
+/// one anywhere else.
+#[test]
+fn invalid_utf8_in_a_skipped_field_is_refused() {
+    let library = Library::builtin().expect("library");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/review/invalid-utf8-in-skipped-field.json");
+    let err =
+        admission::review(&std::fs::read(path).expect("read"), &library).expect_err("refused");
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+}
