@@ -175,7 +175,9 @@ print(f"| p99.9 latency at {RATE} req/s | {ms(fm['latencyPercentiles']['p99.9'])
       f"{ms(fn['latencyPercentiles']['p99.9'])} | |")
 print(f"| server RSS idle after start | {idle_rss / 1024:.1f} MiB | | |")
 print(f"| server RSS under load, max of 100 ms samples | {rss_under_load / 1024:.1f} MiB | | |")
-print(f"| server peak RSS (VmHWM) | **{hwm / 1024:.1f} MiB** | | <= 20 MiB |")
+# VmHWM is updated lazily by the kernel; the peak is the larger of it and the samples.
+print(f"| server peak RSS (max of VmHWM and samples) | **{max(hwm, rss_under_load) / 1024:.1f} MiB** "
+      f"| | <= 20 MiB |")
 print(f"| server anonymous RSS at the end | {anon / 1024:.1f} MiB | | |")
 print(f"| process start -> /readyz 200 (5 cold starts) | min {min(readies):.1f} / median "
       f"{statistics.median(readies):.1f} / max {max(readies):.1f} ms | | <= 100 ms |")
