@@ -89,6 +89,11 @@ enum Command {
         /// Whether per-namespace modes are read from the Kubernetes API.
         #[arg(long, value_enum, default_value = "auto")]
         namespace_policy: NamespacePolicy,
+        /// Async worker threads. An admission costs ~20 µs, so two workers serve tens of
+        /// thousands per second; each extra worker costs memory (BENCHMARKS.md). Default: the
+        /// CPUs available, at most 2.
+        #[arg(long, env = "VHI_WORKER_THREADS")]
+        worker_threads: Option<std::num::NonZeroUsize>,
     },
     /// Print manifests (files or stdin, YAML or JSON, multi-document) as the webhook would leave
     /// their pods. Warnings go to stderr.
@@ -209,6 +214,7 @@ fn main() -> anyhow::Result<()> {
             mode,
             templates,
             namespace_policy,
+            worker_threads,
         } => {
             init_logging(log_format);
             let (cert, key) = match (tls_cert, tls_key) {
@@ -223,7 +229,19 @@ fn main() -> anyhow::Result<()> {
                 drain_timeout,
                 shutdown_delay,
             };
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let workers = worker_threads.map_or_else(
+                || {
+                    std::thread::available_parallelism()
+                        .map_or(1, |n| n.get())
+                        .min(2)
+                },
+                |n| n.get(),
+            );
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             runtime.block_on(serve(cfg, mode, templates, namespace_policy))
         }
         Command::Render {
