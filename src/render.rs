@@ -120,6 +120,17 @@ pub fn render(
     let Some(template) = manifest.pointer_mut(ptr) else {
         return Ok(Rendered::untouched(manifest, subject));
     };
+    // A pod template that is a string, number or list cannot be indexed (cargo fuzz found the
+    // panic: fuzz/regressions/render/).
+    if !(template.is_object() || template.is_null()) {
+        return Err(RenderError::Pod {
+            source_name: source_name.to_owned(),
+            index,
+            kind: kind.clone(),
+            name: name.clone(),
+            reason: "the pod template is not a mapping".to_owned(),
+        });
+    }
     if !template.get("metadata").is_some_and(Value::is_object) {
         template["metadata"] = json!({});
     }

@@ -112,3 +112,14 @@ fn invalid_utf8_in_a_skipped_field_is_refused() {
         admission::review(&std::fs::read(path).expect("read"), &library).expect_err("refused");
     assert!(err.to_string().contains("UTF-8"), "{err}");
 }
+
+/// The third crash: `render` panicked on a workload whose pod template is a string; it is now a
+/// clear error naming the document.
+#[test]
+fn render_of_a_template_that_is_not_a_mapping_is_an_error() {
+    let library = Library::builtin().expect("library");
+    let text = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  template: postgres:16\n";
+    let docs = render::parse_documents("-", text).expect("yaml");
+    let err = render::render("-", 1, docs[0].clone(), &library).expect_err("refused");
+    assert!(err.to_string().contains("not a mapping"), "{err}");
+}
