@@ -26,8 +26,11 @@ export RUSTC_BOOTSTRAP=1
 
 # Seeds: the captured AdmissionReviews and database variants of them; example manifests.
 mkdir -p fuzz/corpus/review fuzz/corpus/render
-cp tests/fixtures/*.json fuzz/seeds/review/*.json fuzz/corpus/review/
-cp examples/*.yaml fuzz/seeds/render/*.yaml fuzz/corpus/render/
+# (one cp per source, so a seed named like a fixture cannot make cp refuse)
+cp tests/fixtures/*.json fuzz/corpus/review/
+cp fuzz/seeds/review/* fuzz/corpus/review/
+cp examples/*.yaml fuzz/corpus/render/
+cp fuzz/seeds/render/* fuzz/corpus/render/
 
 echo "== building fuzz targets (release, ASan)"
 "$FUZZ" build -O
