@@ -9,7 +9,8 @@
 #   - prints a Markdown table.
 #
 # Usage: scripts/bench-load.sh [SECONDS_PER_RUN=10] [CONNECTIONS=32] [RATE=2000]
-# Environment: OHA=path/to/oha, VHI_WORKER_THREADS=N (sets TOKIO_WORKER_THREADS for the server).
+# Environment: OHA=path/to/oha, VHI_WORKER_THREADS=N (read by serve as --worker-threads; also
+# exported as TOKIO_WORKER_THREADS for builds from before that flag).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
