@@ -122,15 +122,7 @@ async fn rotation_under_load_fails_no_request_and_serves_the_new_pair() {
         "the load loop barely ran: {}",
         ok.load(Ordering::SeqCst)
     );
-    let metrics = srv
-        .client(&trust)
-        .get(srv.url("/metrics"))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = srv.metrics(&trust).await;
     assert!(
         metrics.contains(
             r#"velero_hook_injector_reloads_total{kind="certificate",result="failure"} 1"#

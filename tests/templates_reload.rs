@@ -94,15 +94,7 @@ async fn a_valid_file_takes_effect_and_an_invalid_one_keeps_the_last_good_librar
     );
     // Built-ins keep working alongside custom templates.
     assert!(injected(&srv, "postgres:16").await.is_some());
-    let metrics = srv
-        .client(&[])
-        .get(srv.url("/metrics"))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = srv.metrics(&[]).await;
     assert!(
         metrics.contains(r#"reloads_total{kind="templates",result="failure"} 1"#),
         "{metrics}"

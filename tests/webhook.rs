@@ -107,14 +107,7 @@ async fn every_captured_request_is_answered_and_database_pods_are_patched() {
             ),
         }
     }
-    let metrics = client
-        .get(srv.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = srv.metrics(&[]).await;
     assert!(
         metrics.contains(
             r#"velero_hook_injector_admissions_total{mode="inject",namespace="wh-test-6737",outcome="injected",template="postgres"} 1"#

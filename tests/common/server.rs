@@ -53,6 +53,19 @@ impl TestServer {
         format!("https://localhost:{}{path}", self.running.addr.port())
     }
 
+    /// The /metrics exposition, fetched over TLS.
+    pub async fn metrics(&self, extra_cas: &[PathBuf]) -> String {
+        let resp = self
+            .client(extra_cas)
+            .get(self.url("/metrics"))
+            .send()
+            .await;
+        resp.expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// A client trusting only this server's CA (plus any extra CA files).
     pub fn client(&self, extra_cas: &[PathBuf]) -> reqwest::Client {
         let mut b = reqwest::Client::builder().tls_info(true).use_rustls_tls();
