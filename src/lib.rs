@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod connection;
 pub mod detect;
 pub mod image;
 pub mod keys;

@@ -77,6 +77,11 @@ enum Command {
         /// Time /readyz reports 503 after SIGTERM before the listener closes (Go duration).
         #[arg(long, default_value = "2s", value_parser = duration)]
         shutdown_delay: Duration,
+        /// How long a keep-alive connection with no request in flight stays open (Go duration).
+        /// Keep it longer than clients keep idle connections (the API server: 90s), so that they
+        /// close them and no request races the server's close.
+        #[arg(long, env = "VHI_IDLE_TIMEOUT", default_value = "120s", value_parser = duration)]
+        idle_timeout: Duration,
         /// Cluster-wide mode: inject, warn (change nothing, say what would be injected) or
         /// enforce (inject, deny database pods left without hooks). Namespaces override it with
         /// the annotation velero-hook-injector.io/mode.
@@ -211,6 +216,7 @@ fn main() -> anyhow::Result<()> {
             reload_interval,
             drain_timeout,
             shutdown_delay,
+            idle_timeout,
             mode,
             templates,
             namespace_policy,
@@ -228,6 +234,7 @@ fn main() -> anyhow::Result<()> {
                 reload_interval,
                 drain_timeout,
                 shutdown_delay,
+                idle_timeout,
             };
             let workers = worker_threads.map_or_else(
                 || {

@@ -19,6 +19,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 
 use crate::admission::{self, Context};
+use crate::connection;
 use crate::metrics::Metrics;
 use crate::policy::{Mode, NamespaceLookup, NoNamespaces};
 use crate::template::Library;
@@ -113,7 +114,14 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// How long /readyz reports 503 before the listener closes, so endpoints are updated first.
     pub shutdown_delay: Duration,
+    /// How long a keep-alive connection with no request in flight stays open.
+    pub idle_timeout: Duration,
 }
+
+/// Default for [`ServeConfig::idle_timeout`]: longer than the API server keeps an idle
+/// connection to a webhook (client-go's transport: Go's `IdleConnTimeout`, 90 s), so the client,
+/// not the server, closes it and no request races a close.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -137,8 +145,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Time a request gets, once its headers are in, to deliver its body and be answered.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Time a client gets to send the headers of each request on an HTTP/1.1 connection; it also
-/// closes keep-alive connections idle for that long. The first request is bounded the same.
+/// Time a client gets to send the first request on a new connection (TLS handshake excluded), and
+/// the head of a later HTTP/1.1 request from its first byte (see [`crate::connection`]).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bounds a request whose body trickles in (slow-loris on the body), answering 408.
@@ -325,14 +333,22 @@ pub async fn start(cfg: ServeConfig, state: Arc<AppState>) -> Result<Running, Se
     // TCP_NODELAY: without it Nagle holds a response written right after the TLS session
     // tickets until the client's delayed ACK (40 ms on Linux): seen as /readyz answering 40 ms
     // late on fresh connections and as 40 ms latency spikes under load.
+    let limits = connection::Limits {
+        idle: cfg.idle_timeout,
+        header_read: HEADER_READ_TIMEOUT,
+    };
     let mut server = axum_server::bind_rustls(cfg.addr, rustls.clone())
-        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+        .map(|tls| {
+            connection::GuardAcceptor::new(
+                tls.acceptor(axum_server::accept::NoDelayAcceptor::new()),
+                limits,
+            )
+        })
         .handle(handle.clone())
         .first_request_timeout(HEADER_READ_TIMEOUT);
-    server
-        .http_builder()
-        .http1()
-        .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+    // hyper's own header timer would also close HTTP/1.1 connections idle for that long;
+    // connection::GuardAcceptor bounds idleness and slow heads separately.
+    server.http_builder().http1().header_read_timeout(None);
     let task = tokio::spawn(server.serve(app.into_make_service()));
     let addr = handle
         .listening()

@@ -39,6 +39,11 @@ struct Spawned {
 
 impl Spawned {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the server with extra `serve` arguments.
+    async fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         let files = tls::generate(dir.path(), &names, 7).expect("certs");
@@ -56,6 +61,7 @@ impl Spawned {
             .arg("--tls-key")
             .arg(&files.key)
             .args(["--shutdown-delay", "0s"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)
@@ -136,17 +142,20 @@ impl Spawned {
         assert!(!log.contains("panicked"), "server panicked:\n{log}");
     }
 
-    fn tls_config(&self) -> Arc<rustls::ClientConfig> {
-        tls_client_config(&self.files.ca, &[b"http/1.1"])
+    async fn tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        self.tls_alpn(b"http/1.1").await
     }
 
-    async fn tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+    /// A TLS connection negotiating `alpn` (asserted).
+    async fn tls_alpn(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.expect("connect");
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        TlsConnector::from(self.tls_config())
+        let s = TlsConnector::from(tls_client_config(&self.files.ca, &[alpn]))
             .connect(name, tcp)
             .await
-            .expect("handshake")
+            .expect("handshake");
+        assert_eq!(s.get_ref().1.alpn_protocol(), Some(alpn), "ALPN");
+        s
     }
 }
 
@@ -266,6 +275,40 @@ where
     writer.abort();
     assert!(read.is_ok(), "no answer within the bound");
     parse_response(&buf)
+}
+
+/// A POST /mutate that keeps the connection open.
+fn keep_alive_request(body: &[u8]) -> Vec<u8> {
+    let mut req = request(Some("application/json"), body);
+    let at = req
+        .windows(19)
+        .position(|w| w == b"Connection: close\r\n")
+        .expect("conn header");
+    req.drain(at..at + 19);
+    req
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body.
+async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return buf;
+            }
+        }
+        match tokio::time::timeout(SERVER_BOUND, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return buf,
+        }
+    }
 }
 
 fn parse_response(buf: &[u8]) -> (u16, String) {
@@ -664,22 +707,33 @@ async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
     // Slow-loris on the second request of a keep-alive connection.
     let loris_second = {
         let mut s = srv.tls().await;
-        let mut first = request(Some("application/json"), &good);
-        // Keep-alive for this one.
-        let at = first
-            .windows(19)
-            .position(|w| w == b"Connection: close\r\n")
-            .expect("conn header");
-        first.drain(at..at + 19);
-        s.write_all(&first).await.expect("first request");
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = s.read(&mut buf).await.expect("first answer");
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "first answer");
+        s.write_all(&keep_alive_request(&good))
+            .await
+            .expect("first request");
+        let first = read_response(&mut s).await;
+        assert!(first.starts_with(b"HTTP/1.1 200"), "first answer");
         tokio::spawn(trickle(
             s,
             b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                 .to_vec(),
         ))
+    };
+    // A well-behaved keep-alive client that is idle for longer than the header bound: its
+    // connection is still open for the next request (the API server keeps idle connections 90 s;
+    // a server closing them sooner races its requests).
+    let patient = {
+        let mut s = srv.tls().await;
+        let keep_alive = keep_alive_request(&good);
+        s.write_all(&keep_alive).await.expect("first request");
+        let first = read_response(&mut s).await;
+        assert!(first.starts_with(b"HTTP/1.1 200"), "first answer");
+        tokio::spawn(async move {
+            tokio::time::sleep(SERVER_BOUND + Duration::from_secs(2)).await;
+            s.write_all(&keep_alive)
+                .await
+                .expect("request after idling");
+            read_response(&mut s).await
+        })
     };
     // Slow body: complete headers, then one body byte a second.
     let slow_body = {
@@ -730,6 +784,13 @@ async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
     let (second_closed, second_answer) = loris_second.await.expect("task");
     let (body_closed, body_answer) = slow_body.await.expect("task");
     let silent_closed = silent.await.expect("task");
+    let patient_answer = patient.await.expect("task");
+    assert!(
+        patient_answer.starts_with(b"HTTP/1.1 200"),
+        "a keep-alive connection idle for {:?} was not served: {:?}",
+        SERVER_BOUND + Duration::from_secs(2),
+        String::from_utf8_lossy(&patient_answer)
+    );
     let half_closed = half.await.expect("task");
     let mut idle_closed = Duration::ZERO;
     for t in idle {
@@ -799,4 +860,164 @@ async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
     println!("after a second burst of 1000 idle connections: {second}");
     srv.assert_alive_and_clean();
     let _ = std::io::stdout().flush();
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An HTTP/2 frame: 9-byte header, then the payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads one HTTP/2 frame: (type, flags, stream, payload).
+async fn h2_read_frame<S: AsyncRead + Unpin>(s: &mut S) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.ok()?;
+    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.ok()?;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    Some((head[3], head[4], stream, payload))
+}
+
+/// HPACK block of `GET https://localhost/healthz` (static-table names, literal values).
+fn h2_get_healthz() -> Vec<u8> {
+    let mut b = vec![0x82, 0x87]; // :method GET, :scheme https
+    b.extend_from_slice(&[0x04, 8]); // :path, not indexed
+    b.extend_from_slice(b"/healthz");
+    b.extend_from_slice(&[0x01, 9]); // :authority, not indexed
+    b.extend_from_slice(b"localhost");
+    b
+}
+
+/// Idle keep-alive connections are closed after `--idle-timeout` on HTTP/1.1 and HTTP/2 (where
+/// PINGs and an unfinished HEADERS block do not count as activity), while good requests go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_on_http1_and_http2() {
+    const IDLE: Duration = Duration::from_secs(3);
+    let mut srv = Spawned::start_with(&["--idle-timeout", "3s"]).await;
+    let good = serde_json::to_vec(&good_review()).expect("ser");
+    let not_before = IDLE - Duration::from_millis(500);
+
+    // HTTP/1.1: one request, then nothing.
+    let h1 = {
+        let mut s = srv.tls().await;
+        s.write_all(&keep_alive_request(&good))
+            .await
+            .expect("request");
+        let answer = read_response(&mut s).await;
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "h1 answer");
+        tokio::spawn(until_closed(s, IDLE + SLACK))
+    };
+
+    // HTTP/2 (h2 crate): one admission, then only PINGs, as client-go's health check sends.
+    let h2_pinging = {
+        let (mut send, mut conn) = h2::client::handshake(srv.tls_alpn(b"h2").await)
+            .await
+            .expect("h2 handshake");
+        let mut ping = conn.ping_pong().expect("ping_pong");
+        let conn = tokio::spawn(conn);
+        let req = http::Request::post(srv.url("/mutate"))
+            .header("content-type", "application/json")
+            .body(())
+            .expect("request");
+        let (resp, mut body) = send.send_request(req, false).expect("send");
+        body.send_data(good.clone().into(), true).expect("body");
+        let resp = resp.await.expect("h2 response");
+        assert_eq!(resp.status(), 200);
+        let answered = Instant::now();
+        let mut pings = 0;
+        while ping.ping(h2::Ping::opaque()).await.is_ok() {
+            pings += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert!(
+                answered.elapsed() < IDLE + SLACK,
+                "h2 connection not closed"
+            );
+        }
+        let ended = tokio::time::timeout(SLACK, conn)
+            .await
+            .expect("h2 connection task ends")
+            .expect("task");
+        (answered.elapsed(), pings, ended.map_err(|e| e.to_string()))
+    };
+
+    // HTTP/2 (raw frames): one request, then a HEADERS block that never ends.
+    let h2_slow_headers = {
+        let mut s = srv.tls_alpn(b"h2").await;
+        let mut hello = H2_PREFACE.to_vec();
+        hello.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS
+        hello.extend(h2_frame(0x1, 0x5, 1, &h2_get_healthz())); // HEADERS, END_STREAM|END_HEADERS
+        s.write_all(&hello).await.expect("h2 hello");
+        loop {
+            let (kind, flags, stream, _) = h2_read_frame(&mut s).await.expect("h2 frame");
+            if kind == 0x4 && flags & 0x1 == 0 {
+                s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.expect("ack");
+            }
+            if stream == 1 && (kind == 0x0 || kind == 0x1) && flags & 0x1 != 0 {
+                break; // the /healthz answer is complete
+            }
+        }
+        let started = Instant::now();
+        let (mut rd, mut wr) = tokio::io::split(s);
+        let block = h2_get_healthz();
+        let writer = tokio::spawn(async move {
+            // HEADERS without END_HEADERS, then one CONTINUATION byte a second.
+            let _ = wr.write_all(&h2_frame(0x1, 0x1, 3, &block[..2])).await;
+            for b in &block[2..] {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if wr.write_all(&h2_frame(0x9, 0, 3, &[*b])).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let mut goaway = None;
+        let closed = tokio::time::timeout(IDLE + SERVER_BOUND + SLACK, async {
+            while let Some((kind, ..)) = h2_read_frame(&mut rd).await {
+                if kind == 0x7 && goaway.is_none() {
+                    goaway = Some(started.elapsed().as_millis());
+                }
+            }
+        })
+        .await;
+        writer.abort();
+        (closed.ok().map(|_| started.elapsed()), goaway)
+    };
+
+    let h1_closed = h1
+        .await
+        .expect("task")
+        .expect("idle HTTP/1.1 connection not closed");
+    let (h2_closed, pings, h2_end) = h2_pinging;
+    let (slow_closed, slow_goaway) = h2_slow_headers;
+    let slow_closed = slow_closed.expect("HTTP/2 slow HEADERS not cut off");
+    println!(
+        "--idle-timeout 3s: idle HTTP/1.1 closed after {} ms; HTTP/2 answering {pings} PINGs \
+         closed after {} ms ({h2_end:?}); HTTP/2 trickling a HEADERS block closed after {} ms \
+         (GOAWAY after {slow_goaway:?} ms)",
+        h1_closed.as_millis(),
+        h2_closed.as_millis(),
+        slow_closed.as_millis()
+    );
+    assert!(
+        h1_closed >= not_before,
+        "HTTP/1.1 closed early: {h1_closed:?}"
+    );
+    assert!(
+        h2_closed >= not_before,
+        "HTTP/2 closed early: {h2_closed:?}"
+    );
+    assert!(pings > 0, "no PING was answered");
+    assert!(slow_closed >= not_before, "closed early: {slow_closed:?}");
+    assert!(slow_goaway.is_some(), "no GOAWAY before the close");
+
+    // The server is unharmed.
+    let client = srv.client();
+    post_good(&client, &srv, &good).await;
+    srv.assert_alive_and_clean();
 }

@@ -37,6 +37,7 @@ impl TestServer {
             reload_interval,
             drain_timeout: Duration::from_secs(5),
             shutdown_delay: Duration::from_millis(0),
+            idle_timeout: server::IDLE_TIMEOUT,
         };
         let running = server::start(cfg, Arc::clone(&state))
             .await
