@@ -10,7 +10,8 @@
 #
 # Usage: scripts/bench-load.sh [SECONDS_PER_RUN=10] [CONNECTIONS=32] [RATE=2000]
 # Environment: OHA=path/to/oha, VHI_WORKER_THREADS=N (read by serve as --worker-threads; also
-# exported as TOKIO_WORKER_THREADS for builds from before that flag).
+# exported as TOKIO_WORKER_THREADS for builds from before that flag), VHI_BENCH_HTTP2=1 (HTTP/2,
+# as the API server speaks to webhooks: CONNECTIONS connections, 8 streams each in parallel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,12 +27,15 @@ fi
 echo "== building release binary with --features bench-null" >&2
 cargo build --release --locked --features bench-null --bin velero-hook-injector >&2
 
-export VHI_BIN=target/release/velero-hook-injector OHA SECS CONNS RATE
+VHI_BENCH_HTTP2=${VHI_BENCH_HTTP2:-}
+export VHI_BIN=target/release/velero-hook-injector OHA SECS CONNS RATE VHI_BENCH_HTTP2
 exec python3 - <<'PY'
 import json, os, socket, ssl, statistics, subprocess, sys, tempfile, threading, time, http.client
 
 BIN, OHA = os.environ["VHI_BIN"], os.environ["OHA"]
 SECS, CONNS, RATE = int(os.environ["SECS"]), int(os.environ["CONNS"]), int(os.environ["RATE"])
+HTTP2 = bool(os.environ.get("VHI_BENCH_HTTP2"))
+H2_STREAMS = 8
 work = tempfile.mkdtemp(prefix="vhi-bench-")
 subprocess.run([BIN, "certs", "--service", "localhost", "--namespace", "bench", "--out", work],
                check=True, stdout=subprocess.DEVNULL)
@@ -123,6 +127,8 @@ threading.Thread(target=sampler, daemon=True).start()
 def oha(path, secs, rate=None):
     cmd = [OHA, "--no-tui", "--output-format", "json", "-z", f"{secs}s", "-c", str(CONNS),
            "-m", "POST", "-T", "application/json", "-D", body, "--cacert", ca]
+    if HTTP2:
+        cmd += ["--http2", "-p", str(H2_STREAMS)]
     if rate:
         cmd += ["-q", str(rate), "--latency-correction"]
     cmd.append(f"https://localhost:{port}{path}")
@@ -157,7 +163,8 @@ mutate_rps = statistics.mean(full["/mutate"])
 load = open("/proc/loadavg").read().split()[:3]
 print(f"machine: {os.cpu_count()} CPUs; load average at the end {' '.join(load)}; server worker "
       f"threads: {os.environ.get('VHI_WORKER_THREADS', 'default (one per CPU)')}, {threads} threads in all")
-print(f"body: {os.path.getsize(body)} bytes; {CONNS} keep-alive TLS connections; "
+protocol = f"HTTP/2, {H2_STREAMS} parallel streams each" if HTTP2 else "HTTP/1.1"
+print(f"body: {os.path.getsize(body)} bytes; {CONNS} keep-alive TLS connections ({protocol}); "
       f"{SECS} s per run; oha on the same machine\n")
 print("| measure | /mutate | /null | target |")
 print("|---|---|---|---|")
