@@ -6,8 +6,10 @@
 # flat (RSS sampled every 10 s from /proc).
 #
 # Usage: scripts/soak.sh [MINUTES=10] [RATE=500]
-# Load: oha (installed into target/tools if missing), keep-alive connections at RATE req/s, plus
-# 10 req/s on fresh connections (a TLS handshake each) so rotations meet new handshakes.
+# Load: oha (installed into target/tools if missing), keep-alive HTTP/1.1 connections at RATE
+# req/s, 100 req/s over HTTP/2 (2 connections, 4 streams each: how the API server calls
+# webhooks), plus 10 req/s on fresh connections (a TLS handshake each) so rotations meet new
+# handshakes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -166,13 +168,14 @@ def run_event(kind, arg, t):
 
 steady, steady_out = oha(RATE, 8, [], "steady")
 fresh, fresh_out = oha(10, 2, ["--disable-keepalive"], "fresh")
+h2, h2_out = oha(100, 2, ["--http2", "-p", "4"], "http2")
 start = time.time()
 events = [(DURATION / 3, "rotate", 1), (DURATION / 2, "templates", None), (2 * DURATION / 3, "rotate", 2)]
 checks = []
 samples = []
 next_sample = 0.0
 print("  t(s)  VmRSS(KiB)  RssAnon(KiB)", flush=True)
-while steady.poll() is None or fresh.poll() is None:
+while steady.poll() is None or fresh.poll() is None or h2.poll() is None:
     t = time.time() - start
     if t >= next_sample:
         sample = (round(t), status("VmRSS"), status("RssAnon"))
@@ -204,6 +207,7 @@ def result(path):
 
 s_ok, s_failed, s_codes, s_errors, s = result(steady_out)
 f_ok, f_failed, f_codes, f_errors, f = result(fresh_out)
+h_ok, h_failed, h_codes, h_errors, h = result(h2_out)
 reloads = [l for l in metrics.splitlines() if l.startswith("velero_hook_injector_reloads_total")]
 rss = [x[1] for x in samples]
 anon = [x[2] for x in samples]
@@ -218,6 +222,8 @@ print(f"| duration | {DURATION} s |")
 print(f"| keep-alive stream ({RATE} req/s target, 8 connections) | {s_ok} answered 200, {s_failed} failed {s_errors or ''}; "
       f"achieved {s['summary']['requestsPerSec']:.0f} req/s, p50 {s['latencyPercentiles']['p50']*1000:.2f} ms, "
       f"p99 {s['latencyPercentiles']['p99']*1000:.2f} ms, slowest {s['summary']['slowest']*1000:.1f} ms |")
+print(f"| HTTP/2 stream (100 req/s, 2 connections x 4 streams) | {h_ok} answered 200, {h_failed} failed {h_errors or ''}; "
+      f"p99 {h['latencyPercentiles']['p99']*1000:.2f} ms |")
 print(f"| fresh-connection stream (10 req/s, a TLS handshake each) | {f_ok} answered 200, {f_failed} failed {f_errors or ''} |")
 for name, ok in checks:
     print(f"| {name} | {'yes' if ok else 'NO'} |")
@@ -226,7 +232,7 @@ print(f"| VmRSS min / max / last (every 10 s) | {min(rss)} / {max(rss)} / {rss[-
 print(f"| RssAnon min / max / last | {min(anon)} / {max(anon)} / {anon[-1]} KiB |")
 print(f"| VmHWM | {hwm} KiB |")
 print(f"| VmRSS growth after the first minute (last - min) | {growth} KiB ({'flat' if flat else 'GROWING'}) |")
-failed = s_failed + f_failed
+failed = s_failed + f_failed + h_failed
 if failed or not all(ok for _, ok in checks) or not flat:
     print("SOAK FAILED; server log in " + work)
     sys.exit(1)
