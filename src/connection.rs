@@ -215,9 +215,16 @@ async fn watchdog(activity: Arc<Activity>, shutdown: ConnectionShutdown) {
                 // new connection instead of failing. A peer that keeps the connection open
                 // after that is cut off.
                 shutdown.graceful_shutdown();
-                tokio::select! {
-                    _ = tokio::time::sleep(activity.limits.header_read) => shutdown.shutdown(),
-                    _ = activity.wake.notified() => {}
+                let cut_off = Instant::now() + activity.limits.header_read;
+                // Woken by reads too: only the end of the connection stops the cut-off.
+                while !activity.closed.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(cut_off) => {
+                            shutdown.shutdown();
+                            return;
+                        }
+                        _ = activity.wake.notified() => {}
+                    }
                 }
                 return;
             }
