@@ -1021,3 +1021,120 @@ async fn idle_keep_alive_connections_are_closed_on_http1_and_http2() {
     post_good(&client, &srv, &good).await;
     srv.assert_alive_and_clean();
 }
+
+/// HPACK block of `POST https://localhost/mutate` with a JSON content type.
+fn h2_post_mutate() -> Vec<u8> {
+    let mut b = vec![0x83, 0x87]; // :method POST, :scheme https
+    b.extend_from_slice(&[0x04, 7]); // :path, not indexed
+    b.extend_from_slice(b"/mutate");
+    b.extend_from_slice(&[0x01, 9]); // :authority, not indexed
+    b.extend_from_slice(b"localhost");
+    b.extend_from_slice(&[0x0f, 0x10, 16]); // content-type (static index 31), not indexed
+    b.extend_from_slice(b"application/json");
+    b
+}
+
+/// HTTP/2 abuse: a 10 MiB body without a length is refused with 413 and the connection goes on;
+/// a rapid-reset flood (HEADERS then RST_STREAM, up to 20,000 times, CVE-2023-44487) is cut off with
+/// GOAWAY while other clients are served; memory returns to baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_abuse_is_bounded() {
+    let mut srv = Spawned::start().await;
+    let good = serde_json::to_vec(&good_review()).expect("ser");
+    let client = srv.client();
+    for _ in 0..200 {
+        post_good(&client, &srv, &good).await;
+    }
+    let baseline = srv.mem();
+
+    // 10 MiB streamed without content-length, then a good admission on the same connection.
+    let (mut send, conn) = h2::client::handshake(srv.tls_alpn(b"h2").await)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    let big = {
+        let req = http::Request::post(srv.url("/mutate"))
+            .header("content-type", "application/json")
+            .body(())
+            .expect("request");
+        let (resp, mut body) = send.send_request(req, false).expect("send");
+        let writer = tokio::spawn(async move {
+            let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+            for _ in 0..160 {
+                body.reserve_capacity(chunk.len());
+                if body.send_data(chunk.clone(), false).is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            let _ = body.send_data(axum::body::Bytes::new(), true);
+        });
+        let resp = tokio::time::timeout(SERVER_BOUND, resp)
+            .await
+            .expect("answered in time")
+            .expect("h2 response");
+        writer.abort();
+        resp.status()
+    };
+    assert_eq!(big, 413, "10 MiB over HTTP/2");
+    let req = http::Request::post(srv.url("/mutate"))
+        .header("content-type", "application/json")
+        .body(())
+        .expect("request");
+    let mut send = send.ready().await.expect("connection still usable");
+    let (resp, mut body) = send.send_request(req, false).expect("send");
+    body.send_data(good.clone().into(), true).expect("body");
+    assert_eq!(resp.await.expect("h2 response").status(), 200);
+
+    // Rapid reset: open a stream and cancel it at once, as fast as the socket takes it.
+    let mut s = srv.tls_alpn(b"h2").await;
+    let mut hello = H2_PREFACE.to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[]));
+    s.write_all(&hello).await.expect("h2 hello");
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let block = h2_post_mutate();
+        let mut sent = 0u32;
+        for batch in 0..200u32 {
+            let mut frames = Vec::new();
+            for i in 0..100u32 {
+                let stream = 2 * (batch * 100 + i) + 1;
+                frames.extend(h2_frame(0x1, 0x4, stream, &block)); // HEADERS, END_HEADERS
+                frames.extend(h2_frame(0x3, 0, stream, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+            }
+            if wr.write_all(&frames).await.is_err() {
+                break;
+            }
+            sent += 100;
+        }
+        sent
+    });
+    let mut goaway = None;
+    let closed = tokio::time::timeout(SERVER_BOUND + SLACK, async {
+        while let Some((kind, _, _, payload)) = h2_read_frame(&mut rd).await {
+            if kind == 0x7 && payload.len() >= 8 {
+                let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+                goaway.get_or_insert((started.elapsed().as_millis(), code));
+            }
+        }
+    })
+    .await;
+    let sent = flood.await.expect("task");
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        worst = worst.max(post_good(&client, &srv, &good).await);
+    }
+    println!(
+        "HTTP/2: 10 MiB body -> {big}; rapid reset: {sent} streams opened and cancelled, \
+         GOAWAY (ms, error code) {goaway:?}, connection closed: {}; good requests after, \
+         slowest {} ms",
+        closed.is_ok(),
+        worst.as_millis()
+    );
+    assert!(closed.is_ok(), "rapid-reset connection not closed");
+    let (_, code) = goaway.expect("no GOAWAY for a rapid-reset flood");
+    assert_eq!(code, 0xb, "GOAWAY code should be ENHANCE_YOUR_CALM");
+    srv.assert_alive_and_clean();
+    assert_back_to_baseline(&srv, baseline).await;
+}
