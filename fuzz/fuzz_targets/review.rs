@@ -12,6 +12,12 @@ use serde_json::Value;
 use velero_hook_injector::admission;
 use velero_hook_injector::template::Library;
 
+const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
 static LIBRARY: LazyLock<Library> = LazyLock::new(|| Library::builtin().expect("builtin"));
 
 fuzz_target!(|data: &[u8]| {
@@ -28,7 +34,15 @@ fuzz_target!(|data: &[u8]| {
         .decode(patch)
         .expect("the patch is base64");
     let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("the patch is RFC 6902");
-    let request: Value = serde_json::from_slice(data).expect("a patched request was JSON");
+    let request: Value = match serde_json::from_slice(data) {
+        Ok(request) => request,
+        // serde_json (raw_value, enabled through kube) reads a map whose key is its private
+        // RawValue token as a raw value, so this oracle cannot build the object; the server
+        // skipped that map and was right to. The API server never sends such a key (Kubernetes
+        // validates map keys), see fuzz/regressions/review/serde-json-raw-value-token.json.
+        Err(_) if contains(data, RAW_VALUE_TOKEN) => return,
+        Err(e) => panic!("a patched request was not JSON: {e}"),
+    };
     let mut object = request["request"]["object"].clone();
     let before = object["metadata"]["annotations"].clone();
     json_patch::patch(&mut object, &patch).expect("the patch applies to the request's object");
