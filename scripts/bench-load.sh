@@ -9,7 +9,8 @@
 #   - prints a Markdown table.
 #
 # Usage: scripts/bench-load.sh [SECONDS_PER_RUN=10] [CONNECTIONS=32] [RATE=2000]
-# Environment: OHA=path/to/oha, VHI_WORKER_THREADS=N (read by serve as --worker-threads; also
+# Environment: OHA=path/to/oha, VHI_BIN=path/to/binary (built with --features bench-null; skips
+# the build, for comparing two builds), VHI_WORKER_THREADS=N (read by serve as --worker-threads; also
 # exported as TOKIO_WORKER_THREADS for builds from before that flag), VHI_BENCH_HTTP2=1 (HTTP/2,
 # as the API server speaks to webhooks: CONNECTIONS connections, 8 streams each in parallel).
 set -euo pipefail
@@ -24,11 +25,14 @@ if [ ! -x "$OHA" ]; then
   echo "== installing oha into target/tools" >&2
   cargo install oha --locked --root target/tools >&2
 fi
-echo "== building release binary with --features bench-null" >&2
-cargo build --release --locked --features bench-null --bin velero-hook-injector >&2
+if [ -z "${VHI_BIN:-}" ]; then
+  echo "== building release binary with --features bench-null" >&2
+  cargo build --release --locked --features bench-null --bin velero-hook-injector >&2
+  VHI_BIN=target/release/velero-hook-injector
+fi
 
 VHI_BENCH_HTTP2=${VHI_BENCH_HTTP2:-}
-export VHI_BIN=target/release/velero-hook-injector OHA SECS CONNS RATE VHI_BENCH_HTTP2
+export VHI_BIN OHA SECS CONNS RATE VHI_BENCH_HTTP2
 exec python3 - <<'PY'
 import json, os, socket, ssl, statistics, subprocess, sys, tempfile, threading, time, http.client
 

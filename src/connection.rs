@@ -106,6 +106,9 @@ struct Activity {
     watched: AtomicBool,
     http2: AtomicBool,
     closed: AtomicBool,
+    /// When the watchdog will next look (ms since `epoch`), so reads wake it only when the
+    /// head deadline they start is earlier: once per 10 s, not once per request, under load.
+    next_check: AtomicU64,
     /// Wakes the watchdog when a deadline moves earlier or the connection ends.
     wake: Notify,
 }
@@ -121,6 +124,7 @@ impl Activity {
             watched: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            next_check: AtomicU64::new(NONE),
             wake: Notify::new(),
         }
     }
@@ -140,8 +144,12 @@ impl Activity {
             && self.in_flight.load(Ordering::Relaxed) == 0
             && self.head_started.load(Ordering::Relaxed) == NONE
         {
-            self.head_started.store(self.now_ms(), Ordering::Relaxed);
-            self.wake.notify_one();
+            let now = self.now_ms();
+            self.head_started.store(now, Ordering::SeqCst);
+            let deadline = now.saturating_add(self.limits.header_read.as_millis() as u64);
+            if deadline < self.next_check.load(Ordering::SeqCst) {
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -163,7 +171,7 @@ impl Activity {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return Verdict::WaitUntil(now_ms.saturating_add(ms(limits.idle)));
         }
-        let head = self.head_started.load(Ordering::Relaxed);
+        let head = self.head_started.load(Ordering::SeqCst);
         if head != NONE {
             let deadline = head.saturating_add(ms(limits.header_read));
             return if now_ms >= deadline {
@@ -199,6 +207,13 @@ async fn watchdog(activity: Arc<Activity>, shutdown: ConnectionShutdown) {
         }
         match activity.verdict(activity.now_ms()) {
             Verdict::WaitUntil(ms) => {
+                activity.next_check.store(ms, Ordering::SeqCst);
+                // A head that started while the verdict was computed saw the old next_check and
+                // may not have woken us: look again before sleeping.
+                match activity.verdict(activity.now_ms()) {
+                    Verdict::WaitUntil(again) if again >= ms => {}
+                    _ => continue,
+                }
                 tokio::select! {
                     _ = tokio::time::sleep_until(activity.at(ms)) => {}
                     _ = activity.wake.notified() => {}
@@ -412,6 +427,27 @@ mod tests {
         // The head completing (a request) cancels it.
         a.on_request();
         assert_eq!(a.head_started.load(Ordering::Relaxed), NONE);
+    }
+
+    #[tokio::test]
+    async fn a_head_wakes_the_watchdog_only_when_it_moves_the_next_check_earlier() {
+        let a = watched(false);
+        a.next_check.store(120_000, Ordering::SeqCst);
+        a.on_read();
+        // A permit is stored for the watchdog: the head deadline (~10 s) is before 120 s.
+        tokio::time::timeout(Duration::from_millis(10), a.wake.notified())
+            .await
+            .expect("woken");
+        a.on_request();
+        a.on_answered();
+        a.next_check.store(a.now_ms() + 5_000, Ordering::SeqCst);
+        a.on_read();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), a.wake.notified())
+                .await
+                .is_err(),
+            "woken although the watchdog already looks sooner"
+        );
     }
 
     #[test]
