@@ -2,7 +2,7 @@
 # Bounded coverage-guided fuzzing with cargo fuzz (libFuzzer + AddressSanitizer) of
 #   review: admission::review over arbitrary request bodies
 #   render: render::parse_documents + render::render over arbitrary manifests
-# Usage: scripts/fuzz.sh SECONDS            (each target fuzzes SECONDS; CI uses 45)
+# Usage: scripts/fuzz.sh SECONDS            (each target fuzzes SECONDS; CI uses 30)
 #        scripts/fuzz.sh SECONDS review     (one target)
 # A crash stops the script with a non-zero status; the input is in fuzz/artifacts/TARGET/ and
 # belongs in tests/reliability_fuzz.rs as a regression test.
