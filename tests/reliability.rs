@@ -146,6 +146,17 @@ impl Spawned {
         self.tls_alpn(b"http/1.1").await
     }
 
+    /// An HTTP/1.1 connection kept alive after one admission answered 200.
+    async fn after_one_admission(&self, body: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let mut s = self.tls().await;
+        s.write_all(&keep_alive_request(body))
+            .await
+            .expect("first request");
+        let answer = read_response(&mut s).await;
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "first answer");
+        s
+    }
+
     /// A TLS connection negotiating `alpn` (asserted).
     async fn tls_alpn(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.expect("connect");
@@ -706,12 +717,7 @@ async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
     ));
     // Slow-loris on the second request of a keep-alive connection.
     let loris_second = {
-        let mut s = srv.tls().await;
-        s.write_all(&keep_alive_request(&good))
-            .await
-            .expect("first request");
-        let first = read_response(&mut s).await;
-        assert!(first.starts_with(b"HTTP/1.1 200"), "first answer");
+        let s = srv.after_one_admission(&good).await;
         tokio::spawn(trickle(
             s,
             b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
@@ -722,11 +728,8 @@ async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
     // connection is still open for the next request (the API server keeps idle connections 90 s;
     // a server closing them sooner races its requests).
     let patient = {
-        let mut s = srv.tls().await;
+        let mut s = srv.after_one_admission(&good).await;
         let keep_alive = keep_alive_request(&good);
-        s.write_all(&keep_alive).await.expect("first request");
-        let first = read_response(&mut s).await;
-        assert!(first.starts_with(b"HTTP/1.1 200"), "first answer");
         tokio::spawn(async move {
             tokio::time::sleep(SERVER_BOUND + Duration::from_secs(2)).await;
             s.write_all(&keep_alive)
@@ -905,12 +908,7 @@ async fn idle_keep_alive_connections_are_closed_on_http1_and_http2() {
 
     // HTTP/1.1: one request, then nothing.
     let h1 = {
-        let mut s = srv.tls().await;
-        s.write_all(&keep_alive_request(&good))
-            .await
-            .expect("request");
-        let answer = read_response(&mut s).await;
-        assert!(answer.starts_with(b"HTTP/1.1 200"), "h1 answer");
+        let s = srv.after_one_admission(&good).await;
         tokio::spawn(until_closed(s, IDLE + SLACK))
     };
 
