@@ -330,13 +330,13 @@ pub async fn start(cfg: ServeConfig, state: Arc<AppState>) -> Result<Running, Se
     let rustls = RustlsConfig::from_config(Arc::new(server_config));
     let handle: Handle<SocketAddr> = Handle::new();
     let app = router(Arc::clone(&state));
-    // TCP_NODELAY: without it Nagle holds a response written right after the TLS session
-    // tickets until the client's delayed ACK (40 ms on Linux): seen as /readyz answering 40 ms
-    // late on fresh connections and as 40 ms latency spikes under load.
     let limits = connection::Limits {
         idle: cfg.idle_timeout,
         header_read: HEADER_READ_TIMEOUT,
     };
+    // TCP_NODELAY: without it Nagle holds a response written right after the TLS session
+    // tickets until the client's delayed ACK (40 ms on Linux): seen as /readyz answering 40 ms
+    // late on fresh connections and as 40 ms latency spikes under load.
     let mut server = axum_server::bind_rustls(cfg.addr, rustls.clone())
         .map(|tls| {
             connection::GuardAcceptor::new(

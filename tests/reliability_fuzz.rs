@@ -109,15 +109,21 @@ fn render_regressions_stay_fixed() {
     }
 }
 
+/// One input from fuzz/regressions/review/.
+fn review_regression(file: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/review")
+        .join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The crash itself: a Pod object without `metadata` now gets a clear 400-style error instead of
 /// a patch the API server could not apply.
 #[test]
 fn pod_without_metadata_is_refused_clearly() {
     let library = Library::builtin().expect("library");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions/review/object-without-metadata.json");
-    let err =
-        admission::review(&std::fs::read(path).expect("read"), &library).expect_err("refused");
+    let err = admission::review(&review_regression("object-without-metadata.json"), &library)
+        .expect_err("refused");
     assert!(err.to_string().contains("metadata"), "{err}");
 }
 
@@ -126,10 +132,11 @@ fn pod_without_metadata_is_refused_clearly() {
 #[test]
 fn invalid_utf8_in_a_skipped_field_is_refused() {
     let library = Library::builtin().expect("library");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions/review/invalid-utf8-in-skipped-field.json");
-    let err =
-        admission::review(&std::fs::read(path).expect("read"), &library).expect_err("refused");
+    let err = admission::review(
+        &review_regression("invalid-utf8-in-skipped-field.json"),
+        &library,
+    )
+    .expect_err("refused");
     assert!(err.to_string().contains("UTF-8"), "{err}");
 }
 
@@ -149,10 +156,7 @@ fn render_of_a_template_that_is_not_a_mapping_is_an_error() {
 /// `replacement` (same length, in a field the patch never touches), no annotation changed.
 fn assert_answered_add_only(file: &str, needle: &[u8], replacement: &[u8]) {
     let library = Library::builtin().expect("library");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions/review")
-        .join(file);
-    let data = std::fs::read(&path).expect("regression input");
+    let data = review_regression(file);
     assert!(contains(&data, needle), "the input still has {needle:?}");
     assert!(serde_json::from_slice::<Value>(&data).is_err());
 
