@@ -613,4 +613,105 @@ mod tests {
                 .contains("failed open")
         );
     }
+
+    /// The response's warnings, as kubectl prints them.
+    fn warnings(resp: &Value) -> String {
+        resp["response"]["warnings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn with_inject(value: &str) -> Value {
+        let mut r = postgres_review();
+        r["request"]["object"]["metadata"]["annotations"] =
+            json!({"velero-hook-injector.io/inject": value});
+        r
+    }
+
+    #[test]
+    fn inject_annotation_reads_go_booleans() {
+        for no in ["false", "False", "FALSE", "f", "F", "0"] {
+            let resp = answer(&with_inject(no));
+            assert!(resp["response"]["patch"].is_null(), "{no:?} injected");
+            assert!(resp["response"]["warnings"].is_null(), "{no:?}: {resp}");
+        }
+        for yes in ["true", "True", "TRUE", "t", "T", "1"] {
+            let r = with_inject(yes);
+            let pod = patched(&r, &answer(&r));
+            assert_eq!(
+                pod["metadata"]["annotations"]["velero-hook-injector.io/injected"],
+                "postgres/simple",
+                "{yes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unrecognised_inject_value_injects_nothing_and_says_how_to_fix_it() {
+        for odd in ["no", "yes", "off", "on", " false", "false ", "disabled", ""] {
+            let resp = answer(&with_inject(odd));
+            assert_eq!(resp["response"]["allowed"], true, "{odd:?}");
+            assert!(
+                resp["response"]["patch"].is_null(),
+                "{odd:?} injected: {resp}"
+            );
+            let warnings = warnings(&resp);
+            assert!(
+                warnings.contains(&format!("{odd:?} is neither true nor false"))
+                    && warnings.contains("no hooks are injected")
+                    && warnings.contains("Fix: write \"false\" to opt the pod out")
+                    && warnings.contains("FALSE"),
+                "{odd:?}: {warnings}"
+            );
+        }
+        // Enforce mode does not let a typo through silently either: the pod is denied with the
+        // same explanation (a deliberate opt-out, "false", is admitted as before).
+        let resp = answer_in(
+            &with_inject("no"),
+            Mode::Enforce,
+            policy::NamespaceView::Known(None),
+        );
+        assert_eq!(resp["response"]["allowed"], false, "{resp}");
+        let msg = resp["response"]["status"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(msg.contains("is neither true nor false"), "{msg}");
+        let resp = answer_in(
+            &with_inject("false"),
+            Mode::Enforce,
+            policy::NamespaceView::Known(None),
+        );
+        assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    }
+
+    #[test]
+    fn exclude_label_other_than_exactly_true_is_backed_up_and_warned_about() {
+        let mut r = postgres_review();
+        r["request"]["object"]["metadata"]["labels"] =
+            json!({"velero.io/exclude-from-backup": "True"});
+        let resp = answer(&r);
+        let pod = patched(&r, &resp);
+        // Velero backs the pod up (it honours only "true"), so its hooks are injected.
+        assert_eq!(
+            pod["metadata"]["annotations"]["velero-hook-injector.io/injected"],
+            "postgres/simple"
+        );
+        let warnings = warnings(&resp);
+        assert!(
+            warnings.contains("is not exactly \"true\"")
+                && warnings.contains("Fix: write \"true\""),
+            "{warnings}"
+        );
+        r["request"]["object"]["metadata"]["labels"] =
+            json!({"velero.io/exclude-from-backup": "true"});
+        let resp = answer(&r);
+        assert!(
+            resp["response"]["patch"].is_null() && resp["response"]["warnings"].is_null(),
+            "{resp}"
+        );
+    }
 }

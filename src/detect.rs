@@ -18,7 +18,7 @@ pub enum Outcome {
     Injected,
     /// No container runs a known database image.
     NoDatabase,
-    /// The pod opted out (`inject: "false"` or `template: none`).
+    /// The pod opted out (`inject` set to a false spelling such as `"false"`, or `template: none`).
     OptedOut,
     /// The pod already carries our marker: a re-admission of a patched pod.
     AlreadyProcessed,
@@ -36,7 +36,7 @@ pub enum Outcome {
     NoDataVolume,
     /// A pod of a Job: database images there are clients, not servers.
     JobPod,
-    /// A control annotation was wrong (unknown container).
+    /// A control annotation was wrong (unknown container, `inject` neither true nor false).
     InvalidControl,
 }
 
@@ -178,13 +178,93 @@ struct Candidate<'a> {
     template: &'a Template,
 }
 
+/// A control value on a pod that does not mean what it seems to: the key and a warning that says
+/// what happens and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlProblem {
+    /// The annotation or label.
+    pub key: &'static str,
+    /// What the webhook (or Velero) does with the value, and the fix.
+    pub message: String,
+}
+
+/// How the pod's `velero-hook-injector.io/inject` annotation reads (Go's `strconv.ParseBool`,
+/// like Velero's own booleans).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InjectValue<'a> {
+    /// Absent or a true spelling: the default, inject.
+    Default,
+    /// A false spelling: the pod opts out.
+    OptOut,
+    /// Neither: injection is refused (see [`control_problems`]).
+    Unrecognised(&'a str),
+}
+
+fn inject_value(annotations: &BTreeMap<String, String>) -> InjectValue<'_> {
+    match annotations.get(keys::INJECT) {
+        None => InjectValue::Default,
+        Some(v) => match velero::parse_go_bool(v) {
+            Some(true) => InjectValue::Default,
+            Some(false) => InjectValue::OptOut,
+            None => InjectValue::Unrecognised(v),
+        },
+    }
+}
+
+/// Control values on `pod` that do not mean what they seem to. Pure.
+///
+/// - `velero-hook-injector.io/inject` with a value that is neither true nor false (`"no"`,
+///   `"off"`, `" false"`): the webhook injects nothing. Its only non-default meaning is opt-out,
+///   so whoever wrote it most likely meant that, and injecting would lock a database its owner
+///   asked us to leave alone; a pod left without hooks is visible (this warning, `audit`) and
+///   fixed by a restart.
+/// - `velero.io/exclude-from-backup` with a value other than exactly `"true"` that still reads as
+///   true or as nothing (`"True"`, `"yes"`): Velero compares the label with `"true"` exactly, so it
+///   backs the pod up (and we inject, to match); the user most likely meant to exclude it.
+pub fn control_problems(pod: &Pod) -> Vec<ControlProblem> {
+    let empty = BTreeMap::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    let mut out = Vec::new();
+    if let InjectValue::Unrecognised(v) = inject_value(annotations) {
+        out.push(ControlProblem {
+            key: keys::INJECT,
+            message: format!(
+                "velero-hook-injector: annotation {}: {v:?} is neither true nor false, so to be safe no hooks are injected into this pod (backup hooks lock the database). Fix: write \"false\" to opt the pod out, or \"true\" (or remove the annotation) to get hooks; accepted spellings: {}",
+                keys::INJECT,
+                velero::go_bool_spellings()
+            ),
+        });
+    }
+    if let Some(v) = labels.get(velero::EXCLUDE_LABEL) {
+        if v != "true" && velero::parse_go_bool(v) != Some(false) {
+            out.push(ControlProblem {
+                key: velero::EXCLUDE_LABEL,
+                message: format!(
+                    "velero-hook-injector: label {}: {v:?} is not exactly \"true\", the only value Velero honours, so Velero backs this pod up and its hooks run. Fix: write \"true\" to exclude the pod from backups, or remove the label",
+                    velero::EXCLUDE_LABEL
+                ),
+            });
+        }
+    }
+    out
+}
+
 /// Decides what to inject into `pod`. Pure: no I/O, no clock.
 pub fn decide(pod: &Pod, library: &Library) -> Decision {
+    let mut d = decide_hooks(pod, library);
+    let problems = control_problems(pod).into_iter().map(|p| p.message);
+    d.warnings.splice(0..0, problems);
+    d
+}
+
+fn decide_hooks(pod: &Pod, library: &Library) -> Decision {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
 
-    if annotations.get(keys::INJECT).is_some_and(|v| v == "false") {
+    let inject = inject_value(annotations);
+    if inject == InjectValue::OptOut {
         return Decision::new(Outcome::OptedOut);
     }
     if annotations.contains_key(keys::INJECTED) || annotations.contains_key(keys::SKIPPED) {
@@ -368,6 +448,13 @@ pub fn decide(pod: &Pod, library: &Library) -> Decision {
             if user_backup { "restore" } else { "backup" }
         ));
     }
+    if let InjectValue::Unrecognised(_) = inject {
+        // The warning from control_problems says why and how to fix it.
+        d.outcome = Outcome::InvalidControl;
+        d.warnings
+            .retain(|w| !w.starts_with("velero-hook-injector: kept the pod's own"));
+        return d;
+    }
     add.insert(
         keys::INJECTED.to_owned(),
         format!("{}/{}", template.name, container.name),
@@ -513,6 +600,55 @@ mod tests {
         assert_eq!(decide(&pod(p.clone()), &lib()).outcome, Outcome::OptedOut);
         p["metadata"]["annotations"] = json!({"velero-hook-injector.io/template": "none"});
         assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::OptedOut);
+    }
+
+    #[test]
+    fn inject_values_that_are_neither_true_nor_false_inject_nothing() {
+        for (value, outcome) in [
+            ("FALSE", Outcome::OptedOut),
+            ("0", Outcome::OptedOut),
+            ("True", Outcome::Injected),
+            ("no", Outcome::InvalidControl),
+            ("off", Outcome::InvalidControl),
+        ] {
+            let mut p = db_pod("postgres:16");
+            p["metadata"]["annotations"] = json!({"velero-hook-injector.io/inject": value});
+            let p = pod(p);
+            let d = decide(&p, &lib());
+            assert_eq!(d.outcome, outcome, "{value:?}");
+            let problems = control_problems(&p);
+            assert_eq!(
+                problems.len(),
+                usize::from(outcome == Outcome::InvalidControl)
+            );
+            if outcome == Outcome::InvalidControl {
+                assert!(d.add.is_empty(), "{value:?}: {:?}", d.add);
+                assert_eq!(d.warnings, vec![problems[0].message.clone()]);
+            }
+        }
+        // A pod without a database only hears about the value.
+        let mut p = db_pod("busybox:1.36");
+        p["metadata"]["annotations"] = json!({"velero-hook-injector.io/inject": "no"});
+        let d = decide(&pod(p), &lib());
+        assert_eq!(d.outcome, Outcome::NoDatabase);
+        assert_eq!(d.warnings.len(), 1);
+    }
+
+    #[test]
+    fn exclude_label_is_read_as_velero_reads_it() {
+        for (value, outcome, warned) in [
+            ("true", Outcome::Excluded, false),
+            ("True", Outcome::Injected, true),
+            ("yes", Outcome::Injected, true),
+            ("false", Outcome::Injected, false),
+            ("0", Outcome::Injected, false),
+        ] {
+            let mut p = db_pod("postgres:16");
+            p["metadata"]["labels"]["velero.io/exclude-from-backup"] = json!(value);
+            let p = pod(p);
+            assert_eq!(decide(&p, &lib()).outcome, outcome, "{value:?}");
+            assert_eq!(!control_problems(&p).is_empty(), warned, "{value:?}");
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Velero hook annotation rules: what Velero would silently mishandle, and how to fix it.
 //!
 //! Pure: no I/O. [`check`] looks at one pod's annotations and spec (and, when known, the
-//! database engine and version of the container the hooks run in) and returns findings; the
-//! facts behind each rule are in the Velero hooks reference (§2, §6 conformance cases, §7), whose
-//! case numbers (B2, E5, I2…) the messages quote. [`check_pod`] adds the two checks that need the
+//! database engine and version of the container the hooks run in) and returns findings. The
+//! facts behind each rule come from Velero's source; the case numbers in the comments below (B2,
+//! E5, I2…) are those of the developers' Velero hooks notes. Messages never quote them: a user
+//! has the rule id, the README's rule table, and where one exists the upstream Velero issue.
+//! [`check_pod`] adds the two checks that need the
 //! template library: database pods without hooks, and injected hooks that differ from the
 //! template as it is now.
 
@@ -130,6 +132,41 @@ pub mod rule {
     pub const MISSING_HOOKS: &str = "missing-hooks";
     /// Injected hooks that differ from the current template.
     pub const TEMPLATE_DRIFT: &str = "template-drift";
+    /// A velero-hook-injector control annotation, or Velero's exclude label, with a value that
+    /// does not mean what it seems to (e.g. `inject: "no"`, `exclude-from-backup: "True"`).
+    pub const CONTROL_VALUE_INVALID: &str = "control-value-invalid";
+
+    /// Every rule, in the order of the README's rule table.
+    pub const ALL: &[&str] = &[
+        COMMAND_PLAIN_STRING,
+        COMMAND_NOT_JSON_ARRAY,
+        COMMAND_LEADING_WHITESPACE,
+        COMMAND_EMPTY,
+        COMMAND_PROGRAM_WITH_SPACES,
+        COMMAND_SHELL_SYNTAX,
+        DURATION_NO_UNIT,
+        DURATION_UNPARSEABLE,
+        DURATION_NOT_POSITIVE,
+        DURATION_TOO_LONG,
+        ON_ERROR_CASE,
+        ON_ERROR_UNKNOWN,
+        CONTAINER_NOT_FOUND,
+        CONTAINER_MISSING,
+        RESTORE_WAIT_TIMEOUT_MISSING,
+        RESTORE_TIMEOUT_KEY,
+        WAIT_FOR_READY_INVALID,
+        INIT_COMMAND_MISSING,
+        INIT_CONTAINER_NAME_INVALID,
+        PG_EXCLUSIVE_BACKUP,
+        SESSION_LOCK,
+        UNKNOWN_KEY,
+        KEY_CASE,
+        KEYS_WITHOUT_COMMAND,
+        LEGACY_KEYS_IGNORED,
+        MISSING_HOOKS,
+        TEMPLATE_DRIFT,
+        CONTROL_VALUE_INVALID,
+    ];
 }
 
 /// The database in the container the hooks run in, as far as the image tells.
@@ -270,7 +307,7 @@ fn check_keys(annotations: &Annotations, out: &mut Vec<Finding>) {
                 key,
                 rule::KEY_CASE,
                 format!(
-                    "Velero matches hook keys case-sensitively and ignores {key} (§6 B27). Fix: rename it to {right}."
+                    "Velero matches hook keys case-sensitively and ignores {key}. Fix: rename it to {right}."
                 ),
             ));
             continue;
@@ -281,7 +318,7 @@ fn check_keys(annotations: &Annotations, out: &mut Vec<Finding>) {
                 key,
                 rule::RESTORE_TIMEOUT_KEY,
                 format!(
-                    "Velero never reads {key}: the restore hook runs with the default 30s exec timeout (§6 E5, velero#6764). Fix: rename it to {}exec-timeout (and set {}wait-timeout for the wait until the container is up).",
+                    "Velero never reads {key}: the restore hook runs with the default 30s exec timeout (velero-io/velero#6764). Fix: rename it to {}exec-timeout (and set {}wait-timeout for the wait until the container is up).",
                     velero::POST_RESTORE,
                     velero::POST_RESTORE
                 ),
@@ -294,7 +331,7 @@ fn check_keys(annotations: &Annotations, out: &mut Vec<Finding>) {
                 key,
                 rule::UNKNOWN_KEY,
                 format!(
-                    "Velero declares {key} but never reads it: it has no effect (§6 I8). Fix: remove it; an init container runs until its command exits."
+                    "Velero declares {key} but never reads it: it has no effect. Fix: remove it; an init container runs until its command exits."
                 ),
             ));
             continue;
@@ -325,7 +362,7 @@ fn check_keys(annotations: &Annotations, out: &mut Vec<Finding>) {
             let suffix = &key[prefix.len()..];
             let message = if suffix.contains('.') {
                 format!(
-                    "Velero does not read named multi-hook keys such as {key}: no hook runs (§6 E12). Velero runs one annotation hook per phase per pod. Fix: use {prefix}{} and chain the steps in one [\"/bin/sh\",\"-c\",\"step1 && step2\"], or use Backup/Restore spec hooks.",
+                    "Velero does not read named multi-hook keys such as {key}: no hook runs. Velero runs one annotation hook per phase per pod (named hooks are requested in velero-io/velero#3572). Fix: use {prefix}{} and chain the steps in one [\"/bin/sh\",\"-c\",\"step1 && step2\"], or use Backup/Restore spec hooks.",
                     suffix.rsplit('.').next().unwrap_or(suffix)
                 )
             } else {
@@ -341,7 +378,7 @@ fn check_keys(annotations: &Annotations, out: &mut Vec<Finding>) {
                             .join(", ")
                     ),
                 };
-                format!("Velero does not read {key}; it has no effect (§6 B27). Fix: {fix}.")
+                format!("Velero does not read {key}; it has no effect. Fix: {fix}.")
             };
             out.push(finding(Severity::Error, key, rule::UNKNOWN_KEY, message));
             continue;
@@ -352,9 +389,7 @@ fn check_keys(annotations: &Annotations, out: &mut Vec<Finding>) {
                     Severity::Error,
                     key,
                     rule::UNKNOWN_KEY,
-                    format!(
-                        "Velero does not read {key}; it has no effect (§6 B27). Fix: did you mean {k}?"
-                    ),
+                    format!("Velero does not read {key}; it has no effect. Fix: did you mean {k}?"),
                 ));
             }
         }
@@ -416,9 +451,8 @@ fn check_exec_phase(
                 .map(|c| c.name.as_str())
                 .unwrap_or("");
             let mut message = format!(
-                "the {} has no {container_key}, so Velero runs it in the first container, {first:?} (§6 {}).",
+                "the {} has no {container_key}, so Velero runs it in the first container, {first:?}.",
                 phase.what,
-                if phase.restore { "E8" } else { "B17" }
             );
             if spec.containers.len() > 1 {
                 message.push_str(&format!(
@@ -468,22 +502,20 @@ fn check_exec_phase(
                 wait_key.clone(),
                 rule::RESTORE_WAIT_TIMEOUT_MISSING,
                 format!(
-                    "the restore exec hook has no {wait_key}: if its container never starts, Velero waits forever and on v1.18.x the restore stays in Finalizing, blocking later restores (§6 E6, velero#9744). Fix: set {wait_key} to a bound that covers image pull and data restore, e.g. \"10m\"."
+                    "the restore exec hook has no {wait_key}: if its container never starts, Velero waits forever and on v1.18.x the restore stays in Finalizing, blocking later restores (velero-io/velero#9744). Fix: set {wait_key} to a bound that covers image pull and data restore, e.g. \"10m\"."
                 ),
             ));
         }
         let ready_key = format!("{p}wait-for-ready");
         if let Some(v) = annotations.get(&ready_key) {
-            const PARSE_BOOL: &[&str] = &[
-                "1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False",
-            ];
-            if !PARSE_BOOL.contains(&v.as_str()) {
+            if velero::parse_go_bool(v).is_none() {
                 out.push(finding(
                     Severity::Error,
                     ready_key,
                     rule::WAIT_FOR_READY_INVALID,
                     format!(
-                        "{v:?} is not a value Go's strconv.ParseBool accepts: Velero logs a warning and treats it as false (§6 E3). Fix: write \"true\" or \"false\"."
+                        "{v:?} is not a value Go's strconv.ParseBool accepts: Velero logs a warning and treats it as false, so the hook runs as soon as the container is running, possibly before the database accepts connections. Fix: write {}.",
+                        velero::go_bool_spellings()
                     ),
                 ));
             }
@@ -510,13 +542,13 @@ fn check_container(
         .any(|c| c.name == name);
     let trimmed = name.trim();
     let what_happens = if phase.restore {
-        "Velero drops the hook with a warning, but its hook tracker still waits for it: on v1.18.x the restore stays in Finalizing forever (§6 E7, velero#9749)"
+        "Velero drops the hook with a warning, but its hook tracker still waits for it: on v1.18.x the restore stays in Finalizing forever (velero-io/velero#9749)"
     } else {
-        "the hook fails with `no such container` and on-error applies (§6 B18)"
+        "the hook fails with `no such container` and on-error applies"
     };
     let why = if is_init {
         format!(
-            "{name:?} is an init container (a native sidecar?); Velero only execs into spec.containers (§6 B19)"
+            "{name:?} is an init container (a native sidecar?); Velero v1.18 only execs into spec.containers (sidecar support: velero-io/velero#9393)"
         )
     } else if trimmed != name && spec.containers.iter().any(|c| c.name == trimmed) {
         format!("{name:?} has surrounding whitespace, which Velero does not trim")
@@ -557,7 +589,7 @@ fn check_on_error(phase: &ExecPhase, key: &str, value: &str, out: &mut Vec<Findi
             key,
             rule::ON_ERROR_CASE,
             format!(
-                "{value:?} is not an exact match: Velero only honours \"Fail\" and \"Continue\" (case-sensitive, no whitespace); {effect} (§6 B14). Fix: write \"{right}\"."
+                "{value:?} is not an exact match: Velero only honours \"Fail\" and \"Continue\" (case-sensitive, no whitespace); {effect}. Fix: write \"{right}\"."
             ),
         ));
     } else {
@@ -566,7 +598,7 @@ fn check_on_error(phase: &ExecPhase, key: &str, value: &str, out: &mut Vec<Findi
             key,
             rule::ON_ERROR_UNKNOWN,
             format!(
-                "{value:?} is not an on-error mode Velero knows (only \"Fail\" and \"Continue\"; FailBlock is not released); {effect} (§6 B15). Fix: write \"Fail\" or \"Continue\"."
+                "{value:?} is not an on-error mode Velero knows (only \"Fail\" and \"Continue\"; FailBlock, velero-io/velero#10177, is not released); {effect}. Fix: write \"Fail\" or \"Continue\"."
             ),
         ));
     }
@@ -586,10 +618,10 @@ fn check_duration(key: &str, value: &str, kind: DurationKind, out: &mut Vec<Find
             Some(d) if !d.is_zero() => {
                 let effect = match kind {
                     DurationKind::Exec => {
-                        "Velero v1.18.x then runs the hook with no time limit at all, main with 30s (§6 B12)"
+                        "Velero v1.18.x then runs the hook with no time limit at all, main with 30s (velero-io/velero#10125)"
                     }
                     DurationKind::Wait => {
-                        "Velero then waits without a deadline and marks the hook expired before running it (§6 E15)"
+                        "Velero then waits without a deadline and marks the hook expired before running it"
                     }
                 };
                 (
@@ -608,14 +640,14 @@ fn check_duration(key: &str, value: &str, kind: DurationKind, out: &mut Vec<Find
                 rule::DURATION_NOT_POSITIVE,
                 Severity::Error,
                 format!(
-                    "{value:?} is zero, which Velero treats as unset: {fallback} (§6 B11). Fix: a positive duration such as \"60s\"."
+                    "{value:?} is zero, which Velero treats as unset: {fallback}. Fix: a positive duration such as \"60s\"."
                 ),
             ),
             Some(d) if d > MAX_HOOK_TIMEOUT => (
                 rule::DURATION_TOO_LONG,
                 Severity::Warning,
                 format!(
-                    "{value:?} is more than 4h: Velero main caps hook timeouts at 4h (PR #10125) while v1.18.x honours it, and a hook this long holds up the backup (§6 B13). Fix: at most \"4h\"."
+                    "{value:?} is more than 4h: Velero main caps hook timeouts at 4h (velero-io/velero#10125) while v1.18.x honours it, and a hook this long holds up the backup. Fix: at most \"4h\"."
                 ),
             ),
             Some(_) => return,
@@ -623,7 +655,7 @@ fn check_duration(key: &str, value: &str, kind: DurationKind, out: &mut Vec<Find
                 rule::DURATION_NO_UNIT,
                 Severity::Error,
                 format!(
-                    "{value:?} has no unit: Go's ParseDuration rejects it and Velero silently uses {fallback} (§6 B9, velero#2599). Fix: write \"{value}s\"."
+                    "{value:?} has no unit: Go's ParseDuration rejects it and Velero silently uses {fallback} (velero-io/velero#2599). Fix: write \"{value}s\"."
                 ),
             ),
             None => unparseable(value, fallback),
@@ -651,7 +683,7 @@ fn unparseable(value: &str, fallback: &str) -> (&'static str, Severity, String) 
         rule::DURATION_UNPARSEABLE,
         Severity::Error,
         format!(
-            "{value:?} is not a Go duration: Velero logs a warning and uses {fallback} (§6 B10). Fix: {fix}."
+            "{value:?} is not a Go duration: Velero logs a warning and uses {fallback}. Fix: {fix}."
         ),
     )
 }
@@ -678,7 +710,7 @@ fn check_command(key: &str, value: &str, init: bool, out: &mut Vec<Finding>) {
             key,
             rule::COMMAND_LEADING_WHITESPACE,
             format!(
-                "the value starts with whitespace, so it is not read as a JSON array: {effect} (§6 B5). Fix: remove the leading whitespace so the value starts with \"[\"."
+                "the value starts with whitespace, so it is not read as a JSON array: {effect}. Fix: remove the leading whitespace so the value starts with \"[\"."
             ),
         ));
         return;
@@ -691,9 +723,13 @@ fn check_command(key: &str, value: &str, init: bool, out: &mut Vec<Finding>) {
                 key,
                 rule::COMMAND_NOT_JSON_ARRAY,
                 format!(
-                    "the value starts with \"[\" but is not a JSON array of strings ({}), so {effect} (§6 {}). Fix: {}.",
+                    "the value starts with \"[\" but is not a JSON array of strings ({}), so {effect}{}. Fix: {}.",
                     json_problem(value),
-                    if value.contains('\'') { "B4" } else { "B4, B6" },
+                    if value.contains(['\'', '\u{201c}', '\u{201d}', '\u{2018}', '\u{2019}']) {
+                        " (velero-io/velero#4718)"
+                    } else {
+                        ""
+                    },
                     json_fix(value)
                 ),
             )),
@@ -712,7 +748,7 @@ fn check_command(key: &str, value: &str, init: bool, out: &mut Vec<Finding>) {
             key,
             rule::COMMAND_PLAIN_STRING,
             format!(
-                "a plain string with spaces is one argv element (Velero neither splits it nor runs a shell): {effect} (§6 B2). Fix: write it as a JSON array: {suggestion}"
+                "a plain string with spaces is one argv element (Velero neither splits it nor runs a shell): {effect}. Fix: write it as a JSON array: {suggestion}"
             ),
         ));
     }
@@ -764,13 +800,13 @@ fn json_fix(value: &str) -> String {
 
 fn check_argv(key: &str, argv: &[String], init: bool, out: &mut Vec<Finding>) {
     let Some(program) = argv.first() else {
-        // For an init hook an empty argv keeps the image ENTRYPOINT (§2.2 4): legal, if unusual.
+        // For an init hook an empty argv keeps the image ENTRYPOINT: legal, if unusual.
         if !init {
             out.push(finding(
                 Severity::Error,
                 key,
                 rule::COMMAND_EMPTY,
-                "the command is an empty array: Velero attempts the hook and fails it with `command is required` (§6 B7). Fix: give the program and its arguments, e.g. [\"/bin/sh\",\"-c\",\"sync\"], or remove the hook's keys.".to_owned(),
+                "the command is an empty array: Velero attempts the hook and fails it with `command is required`. Fix: give the program and its arguments, e.g. [\"/bin/sh\",\"-c\",\"sync\"], or remove the hook's keys.".to_owned(),
             ));
         }
         return;
@@ -781,7 +817,7 @@ fn check_argv(key: &str, argv: &[String], init: bool, out: &mut Vec<Finding>) {
             key,
             rule::COMMAND_EMPTY,
             format!(
-                "the program (first element) is {program:?}: there is nothing to execute and the hook fails (§6 B7). Fix: put the program first, e.g. [\"/bin/sh\",\"-c\",\"sync\"]."
+                "the program (first element) is {program:?}: there is nothing to execute and the hook fails. Fix: put the program first, e.g. [\"/bin/sh\",\"-c\",\"sync\"]."
             ),
         ));
         return;
@@ -794,7 +830,7 @@ fn check_argv(key: &str, argv: &[String], init: bool, out: &mut Vec<Finding>) {
             key,
             rule::COMMAND_PROGRAM_WITH_SPACES,
             format!(
-                "the program {program:?} contains spaces: there is no shell to split it, so no such executable exists and the hook fails (§2.2). Fix: one argument per element: {}",
+                "the program {program:?} contains spaces: there is no shell to split it, so no such executable exists and the hook fails. Fix: one argument per element: {}",
                 serde_json::to_string(&fixed).unwrap_or_default()
             ),
         ));
@@ -825,7 +861,7 @@ fn check_argv(key: &str, argv: &[String], init: bool, out: &mut Vec<Finding>) {
             key,
             rule::COMMAND_SHELL_SYNTAX,
             format!(
-                "{what} is passed literally to {program:?}: Velero execs argv without a shell (§3). Fix: run it in a shell the image has: {}",
+                "{what} is passed literally to {program:?}: Velero execs argv without a shell (velero-io/velero#4901). Fix: run it in a shell the image has: {}",
                 serde_json::to_string(&["/bin/sh", "-c", script.as_str()]).unwrap_or_default()
             ),
         ));
@@ -934,7 +970,7 @@ fn check_session_lock(key: &str, command: &str, out: &mut Vec<Finding>) {
         key,
         rule::SESSION_LOCK,
         format!(
-            "{name} is tied to the database session, and Velero runs each hook in its own exec session: the lock ends when this command exits, before the snapshot is taken, and the post hook has nothing left to release (§3). Heuristic: the command shows no setsid, nohup or & that would keep a holder session alive. {fix}."
+            "{name} is tied to the database session, and Velero runs each hook in its own exec session: the lock ends when this command exits, before the snapshot is taken, and the post hook has nothing left to release. Heuristic: the command shows no setsid, nohup or & that would keep a holder session alive. {fix}."
         ),
     ));
 }
@@ -958,7 +994,7 @@ fn check_inactive_phases(
                 *first,
                 rule::LEGACY_KEYS_IGNORED,
                 format!(
-                    "{}command is set, so Velero ignores every legacy {}* key ({}) (§6 B21). Fix: remove them, or move their values to the {}* keys.",
+                    "{}command is set, so Velero ignores every legacy {}* key ({}). Fix: remove them, or move their values to the {}* keys.",
                     velero::PRE_BACKUP,
                     velero::LEGACY_BACKUP,
                     legacy.join(", "),
@@ -990,13 +1026,13 @@ fn check_inactive_phases(
         };
         let message = if prefix == velero::PRE_BACKUP && legacy_active {
             format!(
-                "Velero takes the pre hook from the legacy {}* keys because {command_key} is empty or absent, and ignores {} (§6 B22). Fix: move the whole hook to the {prefix}* keys and remove the legacy ones.",
+                "Velero takes the pre hook from the legacy {}* keys because {command_key} is empty or absent, and ignores {}. Fix: move the whole hook to the {prefix}* keys and remove the legacy ones.",
                 velero::LEGACY_BACKUP,
                 orphans.join(", ")
             )
         } else {
             format!(
-                "there is no {what} hook because {command_key} is {}, so {} {} no effect (§6 B8). Fix: set {command_key} to a JSON array, or remove the keys.",
+                "there is no {what} hook because {command_key} is {}, so {} {} no effect. Fix: set {command_key} to a JSON array, or remove the keys.",
                 if annotations.contains_key(&command_key) {
                     "empty"
                 } else {
@@ -1040,7 +1076,7 @@ fn check_init(annotations: &Annotations, spec: &PodSpec, out: &mut Vec<Finding>)
                 *first,
                 rule::KEYS_WITHOUT_COMMAND,
                 format!(
-                    "{image_key} is {}, so Velero adds no init container and {} {} no effect (§6 I4). Fix: set {image_key}, or remove the keys.",
+                    "{image_key} is {}, so Velero adds no init container and {} {} no effect. Fix: set {image_key}, or remove the keys.",
                     if annotations.contains_key(&image_key) { "empty" } else { "absent" },
                     orphans.join(", "),
                     if orphans.len() == 1 { "has" } else { "have" }
@@ -1055,7 +1091,7 @@ fn check_init(annotations: &Annotations, spec: &PodSpec, out: &mut Vec<Finding>)
             command_key.clone(),
             rule::INIT_COMMAND_MISSING,
             format!(
-                "{image_key} is set but {command_key} is {}: Velero ≤ v1.18.2 panics reading it, and the pod is not restored (`error preparing … plugin panicked`) (§6 I2, I3). Fix: set {command_key} to a non-empty JSON array, e.g. [\"/bin/sh\",\"-c\",\"echo restore-init\"].",
+                "{image_key} is set but {command_key} is {}: Velero ≤ v1.18.2 panics reading it, and the pod is not restored (`error preparing … plugin panicked`; fixed after v1.18.2 by velero-io/velero#10371). Fix: set {command_key} to a non-empty JSON array, e.g. [\"/bin/sh\",\"-c\",\"echo restore-init\"].",
                 if annotations.contains_key(&command_key) { "empty" } else { "absent" }
             ),
         )),
@@ -1084,7 +1120,7 @@ fn check_init(annotations: &Annotations, spec: &PodSpec, out: &mut Vec<Finding>)
                 name_key,
                 rule::INIT_CONTAINER_NAME_INVALID,
                 format!(
-                    "{problem}: Velero adds the init container anyway and the API server rejects the restored pod (§6 I6). Fix: a unique lowercase name such as \"restore-init\"."
+                    "{problem}: Velero adds the init container anyway and the API server rejects the restored pod. Fix: a unique lowercase name such as \"restore-init\"."
                 ),
             ));
         }
@@ -1146,6 +1182,11 @@ pub fn check_pod(pod: &Pod, library: &Library) -> Vec<Finding> {
     let mut out = check(annotations, spec, engine.as_ref());
     out.extend(missing_hooks(pod, library));
     out.extend(template_drift(annotations, library));
+    out.extend(detect::control_problems(pod).into_iter().map(|p| {
+        let text = p.message.strip_prefix("velero-hook-injector: ");
+        let message = format!("{}.", text.unwrap_or(&p.message));
+        finding(Severity::Error, p.key, rule::CONTROL_VALUE_INVALID, message)
+    }));
     out.sort_by_key(|f| f.severity);
     out
 }

@@ -125,6 +125,39 @@ impl Serialize for GoDuration {
     }
 }
 
+/// The spellings Go's `strconv.ParseBool` reads as true.
+pub const GO_TRUE: &[&str] = &["1", "t", "T", "TRUE", "true", "True"];
+/// The spellings Go's `strconv.ParseBool` reads as false.
+pub const GO_FALSE: &[&str] = &["0", "f", "F", "FALSE", "false", "False"];
+
+/// Go's `strconv.ParseBool`, which Velero uses for its own booleans (`wait-for-ready`), and so do
+/// we for ours: `None` for anything else, such as `"yes"`, `"off"`, `"tRuE"` or `" false"`.
+pub fn parse_go_bool(text: &str) -> Option<bool> {
+    if GO_TRUE.contains(&text) {
+        Some(true)
+    } else if GO_FALSE.contains(&text) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The accepted spellings, for messages: `"true" (or 1, t, T, TRUE, True) or "false" (or 0, …)`.
+pub fn go_bool_spellings() -> String {
+    let others = |all: &[&str], main: &str| {
+        all.iter()
+            .filter(|s| **s != main)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "\"true\" (or {}) or \"false\" (or {})",
+        others(GO_TRUE, "true"),
+        others(GO_FALSE, "false")
+    )
+}
+
 /// Go's `time.ParseDuration`, without the sign (a negative hook duration is never valid here).
 /// Returns `None` for anything Go would reject, such as `"30"`, `"1d"`, `" 30s"`.
 pub fn parse_go_duration(text: &str) -> Option<Duration> {
@@ -181,6 +214,41 @@ pub fn parse_command(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_go_bool_accepts_exactly_what_go_accepts() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(t), Some(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(f), Some(false), "{f}");
+        }
+        for other in [
+            "",
+            "no",
+            "yes",
+            "off",
+            "on",
+            "y",
+            "n",
+            "tRuE",
+            "fAlse",
+            " false",
+            "false ",
+            "2",
+            "\"false\"",
+        ] {
+            assert_eq!(parse_go_bool(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn spellings_list_every_accepted_value() {
+        let s = go_bool_spellings();
+        for v in GO_TRUE.iter().chain(GO_FALSE) {
+            assert!(s.contains(v), "{v} missing from {s}");
+        }
+    }
 
     #[test]
     fn go_durations_follow_go_rules() {

@@ -77,8 +77,8 @@ static LEADING: LazyLock<Regex> =
 static UBI_PREFIX: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^ubi\d+-").expect("static regex"));
 
-/// The engine version an image most likely runs, from its repository name or tag (§4.3 of the
-/// database hooks reference). `None` for `latest`, aliases like `lts`, or digest-only references.
+/// The engine version an image most likely runs, from its repository name or tag (section 4.3 of
+/// the database hooks notes). `None` for `latest`, aliases like `lts`, or digest-only references.
 pub fn from_image(image: &ImageRef) -> Option<Version> {
     // Each regex runs only when the literal it needs is present: this runs for every database
     // container on every admission, and most images match none of the special forms.

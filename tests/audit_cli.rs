@@ -150,6 +150,16 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "template-drift",
         "velero-hook-injector.io/injected",
     ),
+    (
+        "Pod/inject-no",
+        "control-value-invalid",
+        "velero-hook-injector.io/inject",
+    ),
+    (
+        "Pod/exclude-label-capitalised",
+        "control-value-invalid",
+        "velero.io/exclude-from-backup",
+    ),
 ];
 
 #[test]
@@ -164,6 +174,10 @@ fn render_check_reports_every_bad_pattern_as_json() {
         for f in pod["findings"].as_array().expect("findings") {
             let message = f["message"].as_str().expect("message");
             assert!(message.contains("Fix:"), "no fix in {f}");
+            assert!(
+                !message.contains('§'),
+                "cites our internal notes, which users do not have: {f}"
+            );
             assert!(
                 f["severity"] == "error" || f["severity"] == "warning",
                 "{f}"
@@ -184,9 +198,9 @@ fn render_check_reports_every_bad_pattern_as_json() {
     assert!(missing.is_empty(), "missing findings: {missing:#?}");
     assert!(extra.is_empty(), "unexpected findings: {extra:#?}");
 
-    // 21 pod-bearing documents (the Service is not one), every one with findings.
-    assert_eq!(report["summary"]["checked"], 21);
-    assert_eq!(report["summary"]["withFindings"], 21);
+    // 23 pod-bearing documents (the Service is not one), every one with findings.
+    assert_eq!(report["summary"]["checked"], 23);
+    assert_eq!(report["summary"]["withFindings"], 23);
     let errors = report["summary"]["errors"].as_u64().expect("errors");
     let warnings = report["summary"]["warnings"].as_u64().expect("warnings");
     assert_eq!(errors + warnings, EXPECTED.len() as u64);
@@ -197,6 +211,13 @@ fn render_check_reports_every_bad_pattern_as_json() {
         stderr.contains("Warning: StatefulSet/pg15-start-backup:"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(
+            "Warning: Pod/inject-no: velero-hook-injector: annotation velero-hook-injector.io/inject: \"no\" is neither true nor false"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('§'), "{stderr}");
 }
 
 #[test]
@@ -213,9 +234,12 @@ fn render_check_table_names_each_manifest_and_summarises() {
             "no row for {subject} {rule}:\n{stdout}"
         );
     }
-    assert!(stdout.contains("21 of 21 pods checked in"), "{stdout}");
+    assert!(stdout.contains("23 of 23 pods checked in"), "{stdout}");
+    // Messages are wrapped below their row; the fix is whole once the lines are joined.
+    let joined = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        stdout.contains(r#"Fix: write it as a JSON array: ["/sbin/fsfreeze","--freeze","/data"]"#)
+        joined.contains(r#"Fix: write it as a JSON array: ["/sbin/fsfreeze","--freeze","/data"]"#),
+        "{stdout}"
     );
 }
 
