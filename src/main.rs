@@ -204,8 +204,39 @@ fn duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a duration like 10s, 500ms or 1m"))
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Exit code of a command that failed (`render --check` and `audit` use [`exit_with`]'s codes).
+const FAILURE: u8 = 1;
+
+// `main` prints errors itself rather than returning them: the standard library prints a returned
+// error with `{:?}`, which for anyhow includes a stack backtrace whenever RUST_BACKTRACE or
+// RUST_LIB_BACKTRACE is set in the user's environment.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{}", error_report(&e));
+            std::process::ExitCode::from(FAILURE)
+        }
+    }
+}
+
+/// An error for people: `Error: <message>`, then one `  caused by: <cause>` line per cause that
+/// adds something (causes whose text the line before already contains are skipped). Never a
+/// backtrace.
+fn error_report(error: &anyhow::Error) -> String {
+    let mut out = format!("Error: {error}\n");
+    let mut previous = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            out.push_str(&format!("  caused by: {text}\n"));
+        }
+        previous = text;
+    }
+    out
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
             addr,
@@ -445,7 +476,7 @@ fn exit_with(result: anyhow::Result<bool>) -> ! {
         Ok(false) => 0,
         Ok(true) => 1,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprint!("{}", error_report(&e));
             2
         }
     };
@@ -566,4 +597,27 @@ fn templates_command(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn error_report_is_the_message_and_its_causes_one_per_line() {
+        let e = anyhow::Error::new(std::io::Error::other("disk on fire"))
+            .context("reading a.yaml")
+            .context("loading custom templates");
+        assert_eq!(
+            error_report(&e),
+            "Error: loading custom templates\n  caused by: reading a.yaml\n  caused by: disk on fire\n"
+        );
+        // A cause already quoted by the message before it is not printed twice.
+        let e = anyhow::Error::new(Repeats(std::io::Error::other("gone")));
+        assert_eq!(error_report(&e), "Error: outer: gone\n");
+    }
 }
