@@ -241,7 +241,7 @@ pub fn control_problems(pod: &Pod) -> Vec<ControlProblem> {
             out.push(ControlProblem {
                 key: velero::EXCLUDE_LABEL,
                 message: format!(
-                    "velero-hook-injector: label {}: {v:?} is not exactly \"true\", the only value Velero honours, so Velero backs this pod up and its hooks run. Fix: write \"true\" to exclude the pod from backups, or remove the label",
+                    "velero-hook-injector: label {}: {v:?} is not exactly \"true\", the only value Velero honours, so Velero backs this pod up and runs its hooks. Fix: write \"true\" to exclude the pod from backups, or remove the label",
                     velero::EXCLUDE_LABEL
                 ),
             });
