@@ -41,9 +41,13 @@ pub struct AppState {
 impl AppState {
     /// State serving `library`, not yet ready.
     pub fn new(library: Library) -> Self {
+        let metrics = Metrics::new();
+        metrics.templates(library.names().len());
+        // The library handed in loaded: the server does not start otherwise.
+        metrics.loaded("templates", true);
         Self {
             library: RwLock::new(Arc::new(library)),
-            metrics: Metrics::new(),
+            metrics,
             ready: AtomicBool::new(false),
             cluster_mode: Mode::Inject,
             namespaces: Arc::new(NoNamespaces),
@@ -67,6 +71,7 @@ impl AppState {
 
     /// Replaces the library atomically; requests in flight finish with the old one.
     pub fn set_library(&self, library: Library) {
+        self.metrics.templates(library.names().len());
         let new = Arc::new(library);
         match self.library.write() {
             Ok(mut l) => *l = new,
@@ -326,8 +331,10 @@ impl Running {
 
 /// Binds, starts serving in the background and starts the certificate reloader.
 pub async fn start(cfg: ServeConfig, state: Arc<AppState>) -> Result<Running, ServeError> {
-    let server_config = tls::server_config(&cfg.cert, &cfg.key)?;
-    let rustls = RustlsConfig::from_config(Arc::new(server_config));
+    let pair = tls::load(&cfg.cert, &cfg.key)?;
+    state.metrics.certificate(pair.not_after);
+    state.metrics.loaded("certificate", true);
+    let rustls = RustlsConfig::from_config(Arc::new(pair.config));
     let handle: Handle<SocketAddr> = Handle::new();
     let app = router(Arc::clone(&state));
     let limits = connection::Limits {
@@ -447,9 +454,10 @@ async fn watch_certificates(cfg: ServeConfig, rustls: RustlsConfig, state: Arc<A
             continue;
         }
         seen = now;
-        match tls::server_config(&cfg.cert, &cfg.key) {
-            Ok(c) => {
-                rustls.reload_from_config(Arc::new(c));
+        match tls::load(&cfg.cert, &cfg.key) {
+            Ok(pair) => {
+                rustls.reload_from_config(Arc::new(pair.config));
+                state.metrics.certificate(pair.not_after);
                 state.metrics.reload("certificate", true);
                 tracing::info!(cert = %cfg.cert.display(), "certificate reloaded");
             }

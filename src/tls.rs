@@ -58,8 +58,32 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A serving certificate chain and key ready for rustls, with the leaf certificate's expiry.
+pub struct ServingPair {
+    /// TLS 1.2/1.3 server config, ALPN h2 and http/1.1.
+    pub config: ServerConfig,
+    /// The leaf certificate's notAfter, in Unix seconds.
+    pub not_after: i64,
+}
+
 /// Builds a TLS 1.2/1.3 server config (ALPN h2 and http/1.1) from PEM certificate and key files.
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    load(cert, key).map(|pair| pair.config)
+}
+
+/// Reads the certificate's notAfter from the very bytes rustls is given, so the expiry reported
+/// is the one of the certificate being served.
+fn not_after(cert: &Path, leaf: &CertificateDer<'_>) -> Result<i64, TlsError> {
+    x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map(|(_, parsed)| parsed.validity().not_after.timestamp())
+        .map_err(|e| TlsError::Cert {
+            path: cert.to_owned(),
+            reason: format!("the first certificate is not a valid X.509 certificate: {e}"),
+        })
+}
+
+/// Loads a PEM certificate chain (leaf first) and key into a [`ServingPair`].
+pub fn load(cert: &Path, key: &Path) -> Result<ServingPair, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| TlsError::Cert {
             path: cert.to_owned(),
@@ -70,12 +94,13 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
             path: cert.to_owned(),
             reason: e.to_string(),
         })?;
-    if chain.is_empty() {
+    let Some(leaf) = chain.first() else {
         return Err(TlsError::Cert {
             path: cert.to_owned(),
             reason: "no PEM CERTIFICATE block found".into(),
         });
-    }
+    };
+    let not_after = not_after(cert, leaf)?;
     let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
         path: key.to_owned(),
         reason: e.to_string(),
@@ -89,7 +114,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
             reason: e.to_string(),
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(ServingPair { config, not_after })
 }
 
 /// Paths of a generated CA and serving certificate.
@@ -211,6 +236,21 @@ mod tests {
         assert!(err.to_string().contains("cannot be used together"), "{err}");
         let err = server_config(&fa.key, &fa.key).expect_err("key as cert");
         assert!(err.to_string().contains("certificate"), "{err}");
+    }
+
+    #[test]
+    fn load_reports_the_leaf_certificates_expiry() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let files = generate(dir.path(), &["localhost".to_owned()], 3).expect("gen");
+        let before = time_now().unix_timestamp();
+        let pair = load(&files.cert, &files.key).expect("loads");
+        // generate() makes it valid for 3 days from now (to the second, rcgen drops sub-seconds).
+        let expected = before + 3 * 86_400;
+        assert!(
+            (pair.not_after - expected).abs() <= 2,
+            "{} vs {expected}",
+            pair.not_after
+        );
     }
 
     #[test]
