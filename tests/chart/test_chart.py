@@ -96,6 +96,8 @@ COMBOS: dict[str, dict] = {
         "mode": "enforce",
         "logFormat": "text",
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Backup"}},
         "webhook": {
             "failurePolicy": "Fail",
             "excludeNamespaces": ["velero", "cert-manager", "kube-system"],
@@ -139,6 +141,11 @@ COMBOS: dict[str, dict] = {
         "serviceAccount": {"create": False, "name": "existing"},
     },
     "namespacePolicy-off-warn": {"namespacePolicy": "off", "mode": "warn"},
+    "monitoring": {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    },
 }
 
 
@@ -706,6 +713,8 @@ def test_service_monitor_tls_config_override(render):
         ({"certificates": {"selfsigned": {}}}, "selfsigned"),
         ({"customTemplates": {"name": "x"}}, "/customTemplates"),
         ({"certificates": {"certManager": {"duration": "90 days"}}}, "/certificates/certManager/duration"),
+        ({"prometheusRule": {"enable": True}}, "enable"),
+        ({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}, "/grafanaDashboard/labels/grafana_dashboard"),
     ],
 )
 def test_schema_rejects_invalid_values(chart, render, values, where):
@@ -757,6 +766,7 @@ def test_notes_explain_opt_in_and_check(render):
 def test_longest_release_and_namespace_names(render, mode):
     name, namespace = "r" * 53, "n" * 63  # Helm's and Kubernetes' limits
     r = render({"certificates": {"mode": mode}, "serviceMonitor": {"enabled": True},
+                "prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True},
                 "customTemplates": CUSTOM_TEMPLATES}, name=name, namespace=namespace)
     for doc in r.docs:
         assert len(doc["metadata"]["name"]) <= 63, doc["metadata"]["name"]
@@ -771,7 +781,7 @@ def test_longest_release_and_namespace_names(render, mode):
         assert host in r.one("Certificate", f"{r.one('Service')['metadata']['name']}-tls")["spec"]["dnsNames"]
 
 
-@pytest.mark.parametrize("combo", ["defaults", "certManager", "secret-pem"])
+@pytest.mark.parametrize("combo", ["defaults", "certManager", "secret-pem", "monitoring"])
 def test_helm_install_client_dry_run(combo):
     """The whole install action (kubeVersion check, hook and kind ordering, NOTES), offline.
 
