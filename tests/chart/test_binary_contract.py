@@ -83,8 +83,8 @@ def free_port() -> int:
 class Server:
     """The binary run with the chart's arguments; stopped by its own pid."""
 
-    def __init__(self, args: list[str], workdir: Path, ca_pem: bytes) -> None:
-        self.port = free_port()
+    def __init__(self, args: list[str], workdir: Path, ca_pem: bytes, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.args = [str(BINARY)] + [self._local(a, workdir) for a in args]
         (workdir / "ca.crt").write_bytes(ca_pem)
         self.ctx = ssl.create_default_context(cafile=str(workdir / "ca.crt"))
