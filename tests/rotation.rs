@@ -45,10 +45,21 @@ async fn served_cert(srv: &TestServer, extra: &[std::path::PathBuf]) -> Vec<u8> 
 async fn rotation_under_load_fails_no_request_and_serves_the_new_pair() {
     let srv = TestServer::start_with(Duration::from_millis(50)).await;
     let next_dir = tempfile::tempdir().expect("tmp");
-    let next = tls::generate(next_dir.path(), &["localhost".to_owned()], 7).expect("next pair");
+    // 30 days, not the first pair's 7: the expiry metric must visibly change on reload.
+    let next = tls::generate(next_dir.path(), &["localhost".to_owned()], 30).expect("next pair");
     let trust = vec![next.ca.clone()];
     let old_der = der(&srv.files.cert);
     assert_eq!(served_cert(&srv, &trust).await, old_der);
+    let expiry = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("velero_hook_injector_certificate_expiration_timestamp_seconds ")
+            })
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no certificate expiry in\n{metrics}"))
+    };
+    let before = expiry(&srv.metrics(&trust).await);
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -100,6 +111,16 @@ async fn rotation_under_load_fails_no_request_and_serves_the_new_pair() {
         old_der,
         "a mismatched pair must not be served"
     );
+    let torn = srv.metrics(&trust).await;
+    assert!(
+        torn.contains(r#"velero_hook_injector_last_reload_successful{kind="certificate"} 0"#),
+        "{torn}"
+    );
+    assert_eq!(
+        expiry(&torn),
+        before,
+        "the expiry is the served certificate's"
+    );
     replace(&next.key, &srv.files.key);
     tokio::time::sleep(Duration::from_millis(400)).await;
 
@@ -134,5 +155,16 @@ async fn rotation_under_load_fails_no_request_and_serves_the_new_pair() {
             r#"velero_hook_injector_reloads_total{kind="certificate",result="success"} 1"#
         ),
         "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"velero_hook_injector_last_reload_successful{kind="certificate"} 1"#),
+        "{metrics}"
+    );
+    let next_expiry = tls::load(&next.cert, &next.key).expect("next").not_after;
+    assert!(next_expiry > before + 20 * 86_400);
+    assert_eq!(
+        expiry(&metrics),
+        next_expiry,
+        "the expiry follows the reload"
     );
 }

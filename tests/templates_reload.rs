@@ -99,6 +99,36 @@ async fn a_valid_file_takes_effect_and_an_invalid_one_keeps_the_last_good_librar
         metrics.contains(r#"reloads_total{kind="templates",result="failure"} 1"#),
         "{metrics}"
     );
+    // What VeleroHookInjectorTemplateReloadFailing reads: the refusal is the current state, and
+    // the library in force still holds the six built-ins plus acme-db.
+    let builtins = velero_hook_injector::template::Library::builtin()
+        .expect("builtins")
+        .names()
+        .len();
+    assert!(
+        metrics.contains(r#"velero_hook_injector_last_reload_successful{kind="templates"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "velero_hook_injector_templates_loaded {}",
+            builtins + 1
+        )),
+        "{metrics}"
+    );
+    // Fixing the file clears the state.
+    std::fs::write(&file, CUSTOM.replace("--wait", "--sync")).expect("write");
+    eventually(
+        &srv,
+        "acme/acme-db:1.0",
+        Some(r#"["acme-cli","flush","--sync"]"#),
+    )
+    .await;
+    let metrics = srv.metrics(&[]).await;
+    assert!(
+        metrics.contains(r#"velero_hook_injector_last_reload_successful{kind="templates"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[test]
