@@ -174,6 +174,13 @@ def test_monitoring_objects_are_off_by_default(render):
     assert not [d for d in r.all("ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
 
 
+def test_notes_point_to_the_alerts_while_they_are_off(render):
+    assert "--set prometheusRule.enabled=true" in render().notes
+    assert "prometheusRule.enabled" not in render(MONITORING).notes
+    # With failurePolicy Fail, the outage is loud: no hint needed there.
+    assert "prometheusRule.enabled" not in render({"webhook": {"failurePolicy": "Fail"}}).notes
+
+
 def test_prometheus_rule_metadata(render):
     r = render({"prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}})
     rule = r.one("PrometheusRule")
