@@ -15,6 +15,7 @@ pub mod patch;
 pub mod policy;
 pub mod render;
 pub mod rules;
+pub mod script;
 pub mod server;
 pub mod template;
 pub mod tls;

@@ -558,7 +558,7 @@ fn templates_command(
     match action {
         TemplatesAction::Validate { .. } => {}
         TemplatesAction::List => {
-            println!("{:<10} {:<11} {:<24} IMAGES", "NAME", "ENGINE", "HOOKS");
+            println!("{:<10} {:<11} {:<36} IMAGES", "NAME", "ENGINE", "HOOKS");
             for t in library.iter() {
                 let mut phases = Vec::new();
                 if t.hooks.pre_backup.is_some() {
@@ -571,7 +571,7 @@ fn templates_command(
                     phases.push("post-restore");
                 }
                 println!(
-                    "{:<10} {:<11} {:<24} {}",
+                    "{:<10} {:<11} {:<36} {}",
                     t.name,
                     t.engine,
                     phases.join(","),

@@ -7,6 +7,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::image::ImageRef;
+use crate::script;
 use crate::velero::{self, GoDuration, OnError};
 use crate::version::Version;
 
@@ -149,7 +150,11 @@ pub struct InitRestoreHook {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExecHook {
     /// argv; not run in a shell unless it starts one.
+    #[serde(default)]
     pub command: Vec<String>,
+    /// Built-in templates only: a script under `templates/scripts/`, run as `/bin/sh -c`.
+    #[serde(default)]
+    pub script: Option<String>,
     /// Velero's reaction to a failure.
     pub on_error: OnError,
     /// Velero's limit for the exec.
@@ -161,7 +166,11 @@ pub struct ExecHook {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RestoreHook {
     /// argv; not run in a shell unless it starts one.
+    #[serde(default)]
     pub command: Vec<String>,
+    /// Built-in templates only: a script under `templates/scripts/`, run as `/bin/sh -c`.
+    #[serde(default)]
+    pub script: Option<String>,
     /// Velero's reaction to a failure.
     pub on_error: OnError,
     /// Limit for the command itself.
@@ -174,19 +183,84 @@ pub struct RestoreHook {
 }
 
 impl Template {
-    /// Parses and validates one template from YAML text; `file` names it in errors.
+    /// Parses and validates one custom template from YAML text; `file` names it in errors.
     pub fn from_yaml(file: &str, text: &str) -> Result<Self, TemplateError> {
+        Self::parse(file, text, None)
+    }
+
+    /// Parses a built-in template, whose hooks may name script files instead of commands.
+    fn from_builtin(file: &str, text: &str) -> Result<Self, TemplateError> {
+        Self::parse(file, text, Some(script::SOURCES))
+    }
+
+    fn parse(
+        file: &str,
+        text: &str,
+        scripts: Option<&[(&str, &str)]>,
+    ) -> Result<Self, TemplateError> {
         let mut t: Template = serde_yaml::from_str(text).map_err(|e| TemplateError::Invalid {
             file: file.to_owned(),
             line: e.location().map(|l| l.line()),
             reason: e.to_string(),
         })?;
+        t.resolve_scripts(scripts)
+            .map_err(|reason| TemplateError::Invalid {
+                file: file.to_owned(),
+                line: None,
+                reason: format!("template {:?}: {reason}", t.name),
+            })?;
         t.validate().map_err(|reason| TemplateError::Invalid {
             file: file.to_owned(),
             line: None,
             reason: format!("template {:?}: {reason}", t.name),
         })?;
         Ok(t)
+    }
+
+    /// Replaces each hook's `script` by the command that runs it. Custom templates carry their
+    /// commands inline: the script files exist only inside this binary.
+    fn resolve_scripts(&mut self, scripts: Option<&[(&str, &str)]>) -> Result<(), String> {
+        let h = &mut self.hooks;
+        for (phase, command, script) in [
+            (
+                "preBackup",
+                h.pre_backup
+                    .as_mut()
+                    .map(|x| (&mut x.command, &mut x.script)),
+            ),
+            (
+                "postBackup",
+                h.post_backup
+                    .as_mut()
+                    .map(|x| (&mut x.command, &mut x.script)),
+            ),
+            (
+                "postRestore",
+                h.post_restore
+                    .as_mut()
+                    .map(|x| (&mut x.command, &mut x.script)),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(p, x)| x.map(|(c, s)| (p, c, s)))
+        {
+            let Some(file) = script.take() else {
+                continue;
+            };
+            let Some(sources) = scripts else {
+                return Err(format!(
+                    "hooks.{phase}.script is only for the built-in templates; give the command inline instead, e.g. command: [/bin/sh, -c, \"...\"]"
+                ));
+            };
+            if !command.is_empty() {
+                return Err(format!(
+                    "hooks.{phase} sets both command and script; keep one"
+                ));
+            }
+            let text = script::compose(&file, sources).map_err(|e| e.to_string())?;
+            *command = vec!["/bin/sh".to_owned(), "-c".to_owned(), text];
+        }
+        Ok(())
     }
 
     fn validate(&mut self) -> Result<(), String> {
@@ -347,7 +421,7 @@ impl Library {
     pub fn builtin() -> Result<Self, TemplateError> {
         let mut lib = Library::default();
         for (file, text) in BUILTIN {
-            lib.insert(Template::from_yaml(&format!("builtin/{file}"), text)?);
+            lib.insert(Template::from_builtin(&format!("builtin/{file}"), text)?);
         }
         Ok(lib)
     }
@@ -627,6 +701,77 @@ mod tests {
             .to_string();
         assert!(err.starts_with("custom.yaml:11"), "{err}");
         assert!(err.contains("Go duration"), "{err}");
+    }
+
+    /// Every byte of annotation is stored in etcd with the pod and sent in every watch event for
+    /// it; the marker the admission adds is counted too.
+    const ANNOTATION_BUDGET: usize = 7 * 1024;
+
+    fn injected_bytes(t: &Template) -> usize {
+        let marker = format!("{}{}/database", crate::keys::INJECTED, t.name);
+        t.annotations("database")
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            + marker.len()
+    }
+
+    #[test]
+    fn every_builtin_template_fits_the_annotation_budget() {
+        for t in lib().iter() {
+            let n = injected_bytes(t);
+            assert!(
+                n <= ANNOTATION_BUDGET,
+                "{}: {n} bytes of annotations, budget {ANNOTATION_BUDGET}",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn builtin_restore_hooks_outlast_their_own_wait_and_wait_for_the_container() {
+        let mut with_restore = 0;
+        for t in lib().iter() {
+            let Some(h) = &t.hooks.post_restore else {
+                assert_eq!(t.name, "kafka", "only kafka has no restore check");
+                continue;
+            };
+            with_restore += 1;
+            let script = &h.command[2];
+            let wait: u64 = script
+                .split("VHI_RESTORE_WAIT_SECONDS:-")
+                .nth(1)
+                .and_then(|rest| rest.split('}').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{}: no default wait in the restore script", t.name));
+            let exec = h.exec_timeout.value().as_secs();
+            assert!(
+                exec >= wait + 30,
+                "{}: exec-timeout {exec}s leaves no time past the hook's own {wait}s deadline",
+                t.name
+            );
+            assert!(h.wait_for_ready, "{}", t.name);
+            assert!(
+                h.wait_timeout.value().as_secs() >= 1800,
+                "{}: wait-timeout counts from pod creation (image pull, volume restore)",
+                t.name
+            );
+        }
+        assert_eq!(with_restore, 5);
+    }
+
+    #[test]
+    fn script_files_are_for_builtins_only() {
+        let custom = "name: x\nengine: e\ndescription: d\nmatch: {images: [x]}\nhooks:\n  preBackup: {script: postgres/pre.sh, onError: Continue, timeout: 30s}\n";
+        let err = Template::from_yaml("t.yaml", custom)
+            .expect_err("custom templates give the command inline")
+            .to_string();
+        assert!(err.contains("inline"), "{err}");
+        let pg = lib().get("postgres").cloned().expect("postgres");
+        let cmd = &pg.hooks.pre_backup.expect("pre").command;
+        assert_eq!(cmd[..2], ["/bin/sh".to_owned(), "-c".to_owned()]);
+        assert!(cmd[2].starts_with("T=postgres\n"), "{}", cmd[2]);
+        assert!(!cmd[2].contains("\n#"), "comments are minified out");
     }
 
     #[test]

@@ -241,6 +241,125 @@ fn busybox_userland(major: u32) {
     );
 }
 
+/// Runs the restore hook in a thread, as Velero would once the container runs; the server is
+/// started `delay` later, so the hook first meets a server that is not up yet.
+fn restore_hook_racing(r: &mut PgServer, c: db::Container, delay: Duration) -> db::HookRun {
+    let t = tpl();
+    let h = std::thread::spawn(move || run_hook(&t, Phase::Restore, &c).expect("restore hook"));
+    std::thread::sleep(delay);
+    r.spawn();
+    h.join().expect("hook thread")
+}
+
+/// (7) good copy: the restore hook, started before the restored server is up, waits for it
+/// to finish recovery, exits 0 and names what the writer wrote; a second run says the same and
+/// changes nothing.
+fn restore_hook_good(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    let w = s.writer();
+    assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+    run_hook(&tpl(), Phase::Pre, &s.container())
+        .expect("pre")
+        .assert_ok("pre");
+    let committed = w.committed();
+    let mut r = s.snapshot();
+    w.stop();
+    let c = r.container();
+    let run = restore_hook_racing(&mut r, c.clone(), Duration::from_secs(2));
+    run.assert_ok("restore hook on a good copy");
+    eprintln!(
+        "MEASURE postgres PG{major} restore={:?} {}",
+        run.elapsed,
+        run.stdout.trim()
+    );
+    assert!(run.stdout.contains("restore check passed"), "{run}");
+    assert!(
+        run.stdout.contains(&format!("PostgreSQL {major}.")),
+        "{run}"
+    );
+    assert!(run.stdout.contains("primary"), "{run}");
+    assert!(
+        run.stdout.contains("postgres (1 tables"),
+        "the writer's database and table: {run}"
+    );
+    assert!(
+        run.elapsed >= Duration::from_secs(1),
+        "the hook must have waited: {run}"
+    );
+    assert_eq!(r.rows_upto(committed), committed, "PG {major}: rows lost");
+    let before = r.psql("SELECT count(*) FROM t").expect("count");
+    let again = run_hook(&tpl(), Phase::Restore, &c).expect("restore hook");
+    again.assert_ok("second run");
+    assert_eq!(
+        r.psql("SELECT count(*) FROM t").expect("count"),
+        before,
+        "the restore hook changed data"
+    );
+}
+
+/// (7) bad copies: every broken restore makes the hook fail within its deadline, saying why.
+fn restore_hook_bad(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    let w = s.writer();
+    assert!(w.progresses(10, Duration::from_secs(20)), "writer runs");
+    let wait = |c: db::Container| c.with("VHI_RESTORE_WAIT_SECONDS", "8");
+    let bounded = |run: &db::HookRun| {
+        assert!(
+            run.elapsed < Duration::from_secs(20),
+            "the hook must give up at its own deadline (8 s): {run}"
+        );
+    };
+
+    // A copy without its WAL: PostgreSQL cannot find a checkpoint record and never starts.
+    let mut r = s.snapshot();
+    for e in std::fs::read_dir(r.data.join("pg_wal")).expect("pg_wal") {
+        let p = e.expect("entry").path();
+        if p.is_file() {
+            std::fs::remove_file(p).expect("rm wal");
+        }
+    }
+    let c = wait(r.container());
+    let run = restore_hook_racing(&mut r, c, Duration::ZERO);
+    run.assert_fails_with("copy without WAL", "not up within 8s");
+    assert!(run.stderr.contains("pg_wal"), "{run}");
+    bounded(&run);
+
+    // A zeroed pg_control.
+    let mut r = s.snapshot();
+    std::fs::write(r.data.join("global/pg_control"), vec![0u8; 8192]).expect("zero");
+    let c = wait(r.container());
+    let run = restore_hook_racing(&mut r, c, Duration::ZERO);
+    run.assert_fails_with("zeroed pg_control", "not up within 8s");
+    bounded(&run);
+
+    // Left in recovery: a standby.signal without a primary to stream from.
+    let mut r = s.snapshot();
+    std::fs::write(r.data.join("standby.signal"), "").expect("signal");
+    let c = wait(r.container());
+    let run = restore_hook_racing(&mut r, c, Duration::ZERO);
+    run.assert_fails_with("left in recovery", "not a streaming standby");
+    bounded(&run);
+    w.stop();
+
+    // An empty volume: the image initialises a new cluster, which starts fine but is empty.
+    let fresh = PgServer::init_with(&v, PgAuth::TrustLocal, true);
+    let run = run_hook(&tpl(), Phase::Restore, &wait(fresh.container())).expect("hook");
+    run.assert_fails_with("empty volume", "without a user table");
+    let ok = run_hook(
+        &tpl(),
+        Phase::Restore,
+        &wait(fresh.container()).with("VHI_RESTORE_ALLOW_EMPTY", "1"),
+    )
+    .expect("hook");
+    ok.assert_ok("an empty database the user declared");
+}
+
 macro_rules! pg_matrix {
     ($($m:ident => $major:expr),* $(,)?) => {$(
         mod $m {
@@ -256,6 +375,10 @@ macro_rules! pg_matrix {
             fn s5_idempotent() { super::idempotent($major) }
             #[test]
             fn s6_busybox_userland() { super::busybox_userland($major) }
+            #[test]
+            fn s7_restore_hook_good_copy() { super::restore_hook_good($major) }
+            #[test]
+            fn s7_restore_hook_bad_copy() { super::restore_hook_bad($major) }
         }
     )*};
 }

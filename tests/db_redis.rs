@@ -199,17 +199,14 @@ fn failures_are_loud(mode: Mode) {
         .expect("post")
         .assert_ok("post with password file");
     if mode == Mode::Aof {
-        // Post cannot reach the server: it fails loudly and keeps the saved value.
+        // Post cannot reach the server: it fails loudly, naming the value to set back by hand.
         s.cli(&["CONFIG", "SET", "auto-aof-rewrite-percentage", "55"])
             .expect("set");
         run_hook(&t, Phase::Pre, &c).expect("pre").assert_ok("pre");
         s.shutdown();
-        run_hook(&t, Phase::Post, &c)
-            .expect("post")
-            .assert_fails_with("server down at post", "could not restore");
-        let state = c.tmp.join("velero-hook-redis/auto-aof-rewrite-percentage");
-        let saved = std::fs::read_to_string(&state).expect("state kept");
-        assert_eq!(saved.lines().next(), Some("55"));
+        let r = run_hook(&t, Phase::Post, &c).expect("post");
+        r.assert_fails_with("server down at post", "ended badly");
+        assert!(r.stderr.contains("back to 55"), "{r}");
     }
     if mode == Mode::Rdb {
         // The dump cannot be written: pre fails fast instead of waiting or claiming success.
@@ -284,6 +281,149 @@ fn busybox_userland(mode: Mode) {
         .expect("post")
         .assert_ok("post under busybox");
     assert_eq!(s.config("auto-aof-rewrite-percentage"), "77");
+}
+
+/// Runs the restore hook in a thread; the restored server is launched `delay` later.
+fn restore_hook_racing(r: &mut RedisServer, mode: Option<Mode>, wait: &str) -> db::HookRun {
+    let t = tpl();
+    let c = r.container().with("VHI_RESTORE_WAIT_SECONDS", wait);
+    let h = std::thread::spawn(move || run_hook(&t, Phase::Restore, &c).expect("restore hook"));
+    std::thread::sleep(Duration::from_secs(1));
+    r.launch(mode);
+    h.join().expect("hook thread")
+}
+
+/// (7) good copy: the restore hook waits for the restored server to load its data, exits 0
+/// and counts the writer's keys; a second run changes nothing.
+fn restore_hook_good(bin: &'static str, mode: Mode) {
+    if !db_redis::available() || (bin == db_redis::VALKEY_SERVER && !db_redis::valkey_available()) {
+        return;
+    }
+    let s = RedisServer::start_on(bin, mode, Some(PW));
+    fill(&s, 2000);
+    run_hook(&tpl(), Phase::Pre, &s.container())
+        .expect("pre")
+        .assert_ok("pre");
+    let mut r = s.snapshot();
+    run_hook(&tpl(), Phase::Post, &s.container())
+        .expect("post")
+        .assert_ok("post");
+    let run = restore_hook_racing(&mut r, None, "600");
+    run.assert_ok("restore hook on a good copy");
+    eprintln!(
+        "MEASURE redis {bin} {mode:?} restore={:?} {}",
+        run.elapsed,
+        run.stdout.trim()
+    );
+    let name = if bin == db_redis::VALKEY_SERVER {
+        "Valkey 8"
+    } else {
+        "Redis 7"
+    };
+    assert!(run.stdout.contains(name), "{run}");
+    assert!(run.stdout.contains("db0=2000"), "the writer's keys: {run}");
+    let keys = r.keys_upto(2000);
+    run_hook(&tpl(), Phase::Restore, &r.container())
+        .expect("hook")
+        .assert_ok("second run");
+    assert_eq!(r.keys_upto(2000), keys, "the restore hook changed data");
+}
+
+/// (7) bad copies: each broken restore makes the hook fail within its deadline, saying why.
+fn restore_hook_bad(bin: &'static str) {
+    if !db_redis::available() || (bin == db_redis::VALKEY_SERVER && !db_redis::valkey_available()) {
+        return;
+    }
+    let s = RedisServer::start_on(bin, Mode::Rdb, Some(PW));
+    fill(&s, 500);
+    run_hook(&tpl(), Phase::Pre, &s.container())
+        .expect("pre")
+        .assert_ok("pre");
+    // A corrupt dump.rdb: the server refuses to start.
+    let mut r = s.snapshot();
+    std::fs::write(
+        r.data.join("dump.rdb"),
+        b"REDIS0011\xfa garbage, not an RDB",
+    )
+    .expect("corrupt");
+    let run = restore_hook_racing(&mut r, None, "6");
+    run.assert_fails_with("corrupt dump.rdb", "not up within 6s");
+    assert!(run.elapsed < Duration::from_secs(20), "{run}");
+    // An AOF server's volume restored under appendonly no: only dump.rdb would be loaded.
+    let a = RedisServer::start_on(bin, Mode::Aof, Some(PW));
+    fill(&a, 100);
+    let mut r = a.snapshot();
+    let run = restore_hook_racing(&mut r, Some(Mode::Rdb), "6");
+    run.assert_fails_with("AOF not loaded", "appendonly is off");
+    // An empty volume with persistence on.
+    let fresh = RedisServer::start_on(bin, Mode::Rdb, Some(PW));
+    run_hook(
+        &tpl(),
+        Phase::Restore,
+        &fresh.container().with("VHI_RESTORE_WAIT_SECONDS", "6"),
+    )
+    .expect("hook")
+    .assert_fails_with("empty volume", "came back empty");
+}
+
+mod s7_restore_hook {
+    use super::Mode;
+    use super::db_redis::{REDIS_SERVER, VALKEY_SERVER};
+    #[test]
+    fn redis_aof_good_copy() {
+        super::restore_hook_good(REDIS_SERVER, Mode::Aof)
+    }
+    #[test]
+    fn redis_rdb_good_copy() {
+        super::restore_hook_good(REDIS_SERVER, Mode::Rdb)
+    }
+    #[test]
+    fn redis_bad_copy() {
+        super::restore_hook_bad(REDIS_SERVER)
+    }
+    #[test]
+    fn valkey_aof_good_copy() {
+        super::restore_hook_good(VALKEY_SERVER, Mode::Aof)
+    }
+    #[test]
+    fn valkey_rdb_good_copy() {
+        super::restore_hook_good(VALKEY_SERVER, Mode::Rdb)
+    }
+    #[test]
+    fn valkey_bad_copy() {
+        super::restore_hook_bad(VALKEY_SERVER)
+    }
+}
+
+/// Valkey 8 under the backup hooks: pre/post in both persistence modes.
+mod valkey {
+    use super::Mode;
+    use super::db_redis::{self, RedisServer, VALKEY_SERVER};
+    fn pre_post(mode: Mode) {
+        if !db_redis::valkey_available() {
+            return;
+        }
+        let s = RedisServer::start_on(VALKEY_SERVER, mode, Some(super::PW));
+        super::fill(&s, 200);
+        let r = super::run_hook(&super::tpl(), super::Phase::Pre, &s.container()).expect("pre");
+        r.assert_ok("pre on valkey");
+        match mode {
+            Mode::Aof => assert_eq!(s.config("auto-aof-rewrite-percentage"), "0"),
+            _ => assert!(r.stdout.contains("RDB mode"), "{r}"),
+        }
+        super::run_hook(&super::tpl(), super::Phase::Post, &s.container())
+            .expect("post")
+            .assert_ok("post on valkey");
+        assert_eq!(s.config("auto-aof-rewrite-percentage"), "100");
+    }
+    #[test]
+    fn s1_pre_post_aof() {
+        pre_post(Mode::Aof)
+    }
+    #[test]
+    fn s1_pre_post_rdb() {
+        pre_post(Mode::Rdb)
+    }
 }
 
 mod aof {

@@ -101,6 +101,41 @@ fn every_shell_hook_parses_in_dash_and_busybox_and_avoids_bashisms() {
     );
 }
 
+/// The hook sources pass shellcheck as POSIX sh, libraries checked through the scripts that
+/// include them (`-x`) and on their own.
+#[test]
+fn hook_sources_pass_shellcheck() {
+    let shellcheck = Path::new("/usr/bin/shellcheck");
+    if !db::have(shellcheck, "shellcheck (Debian shellcheck)") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/scripts");
+    let mut files = Vec::new();
+    for sub in std::fs::read_dir(&dir)
+        .expect("templates/scripts")
+        .flatten()
+    {
+        for f in std::fs::read_dir(sub.path()).expect("dir").flatten() {
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "sh") {
+                files.push(p.strip_prefix(&dir).expect("rel").display().to_string());
+            }
+        }
+    }
+    assert!(files.len() >= 20, "{files:?}");
+    let out = std::process::Command::new(shellcheck)
+        .current_dir(&dir)
+        .args(["--shell=sh", "-x"])
+        .args(&files)
+        .output()
+        .expect("run shellcheck");
+    assert!(
+        out.status.success(),
+        "shellcheck:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[test]
 fn every_template_renders_velero_annotations() {
     let lib = Library::builtin().expect("library");
@@ -207,6 +242,10 @@ stat -c %a "$f" >>"$STUB_DIR/modes"
 n=$(cat "$STUB_DIR/count" 2>/dev/null || echo 0)
 if grep -q 'auth(' "$f" && ! grep -q '"stub-pw"' "$f"; then echo "authentication failed"; exit 3; fi
 if grep -q 'lock: true' "$f"; then n=$((n + 1)); echo "$n" >"$STUB_DIR/count"; echo "lockCount=$n"; exit 0; fi
+if grep -q 'listDatabases' "$f"; then
+  if [ -f "$STUB_DIR/down" ]; then echo "MongoNetworkError: connect ECONNREFUSED"; exit 1; fi
+  echo "7.0.12 $(cat "$STUB_DIR/dbs" 2>/dev/null)"; exit 0
+fi
 if grep -q 'fsyncUnlock' "$f"; then
   if [ "$n" = 0 ]; then echo 'fsyncUnlock failed (not locked?): {"ok":0}'; exit 2; fi
   echo 0 >"$STUB_DIR/count"; echo "lockCount=0"; exit 0
@@ -278,7 +317,7 @@ fn mongodb_hook_logic_against_a_stub_shell() {
     );
     run_hook(&t, Phase::Post, &short)
         .expect("post")
-        .assert_fails_with("post after expiry", "already unlocked");
+        .assert_fails_with("post after expiry", "expired");
 
     let bad = c.clone().with("MONGO_INITDB_ROOT_PASSWORD", "wrong");
     run_hook(&t, Phase::Pre, &bad)
@@ -303,6 +342,29 @@ fn mongodb_hook_logic_against_a_stub_shell() {
         left.is_empty(),
         "credential script files left behind: {left:?}"
     );
+
+    // Restore check: the user databases come back (summary line), only system ones (fails),
+    // a server that never answers (fails at its own deadline).
+    std::fs::write(tmp.path().join("dbs"), "shop (12 MiB)").expect("dbs");
+    let r = run_hook(&t, Phase::Restore, &c).expect("restore");
+    r.assert_ok("restore check");
+    assert!(
+        r.stdout.contains("MongoDB 7.0.12") && r.stdout.contains("shop (12 MiB)"),
+        "{r}"
+    );
+    std::fs::write(tmp.path().join("dbs"), "").expect("dbs");
+    run_hook(&t, Phase::Restore, &c)
+        .expect("restore")
+        .assert_fails_with("only system databases", "only its system databases");
+    std::fs::write(tmp.path().join("down"), "").expect("down");
+    let r = run_hook(
+        &t,
+        Phase::Restore,
+        &c.clone().with("VHI_RESTORE_WAIT_SECONDS", "3"),
+    )
+    .expect("restore");
+    r.assert_fails_with("server down", "no answer within 3s");
+    assert!(r.stderr.contains("ECONNREFUSED"), "{r}");
 
     let no_shell = c.clone().with("PATH", "/usr/bin:/bin");
     run_hook(&t, Phase::Pre, &no_shell)

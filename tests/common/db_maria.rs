@@ -38,6 +38,12 @@ pub struct MariaServer {
 impl MariaServer {
     /// mariadb-install-db + start + root password + app.t table.
     pub fn init() -> Self {
+        Self::init_with(false)
+    }
+
+    /// Like [`MariaServer::init`]; with `empty`, no schema is created (a freshly initialised
+    /// volume). The metadata_lock_info plugin shows which sessions hold a backup lock.
+    pub fn init_with(empty: bool) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("vhi-maria")
             .tempdir()
@@ -66,15 +72,27 @@ impl MariaServer {
             &format!(
                 "ALTER USER root@localhost IDENTIFIED BY '{ROOT_PASSWORD}'; \
                  ALTER USER root@'127.0.0.1' IDENTIFIED BY '{ROOT_PASSWORD}'; \
-                 CREATE DATABASE app; CREATE TABLE app.t (n BIGINT PRIMARY KEY) ENGINE=InnoDB"
+                 INSTALL SONAME 'metadata_lock_info'"
             ),
         )
         .expect("setup");
+        if !empty {
+            s.sql("CREATE DATABASE app; CREATE TABLE app.t (n BIGINT PRIMARY KEY) ENGINE=InnoDB")
+                .expect("schema");
+        }
         s
     }
 
     fn start(&mut self) {
-        self.port = db::free_port();
+        self.spawn(&[]);
+        self.wait_ready();
+    }
+
+    /// Starts mariadbd with `extra` options, without waiting (it may recover, or never start).
+    pub fn spawn(&mut self, extra: &[&str]) {
+        if self.port == 0 {
+            self.port = db::free_port();
+        }
         let log = self.tmp.path().join(format!("err-{}.log", self.port));
         let private_tmp = self.tmp.path().join("tmp");
         std::fs::create_dir_all(&private_tmp).expect("tmpdir");
@@ -91,10 +109,14 @@ impl MariaServer {
                 .arg(format!("--log-error={}", log.display()))
                 .arg(format!("--tmpdir={}", private_tmp.display()))
                 .args(["--innodb-buffer-pool-size=32M", "--max-connections=50"])
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
         self.proc = Some(proc);
+    }
+
+    fn wait_ready(&mut self) {
         let ready = db::wait_for(Duration::from_secs(60), || {
             self.sql("SELECT 1")
                 .ok()
@@ -132,11 +154,11 @@ impl MariaServer {
         db::sh(&mut c).map(|s| s.trim().to_owned())
     }
 
-    /// Number of live holder sessions left by the hooks.
+    /// Number of sessions holding a backup lock (BACKUP STAGE or FLUSH TABLES WITH READ LOCK).
     pub fn holder_sessions(&self) -> u64 {
         self.sql(
-            "SELECT COUNT(*) FROM information_schema.processlist WHERE id <> CONNECTION_ID() \
-             AND info LIKE '%velero-hook-injector-hold%'",
+            "SELECT COUNT(DISTINCT THREAD_ID) FROM information_schema.METADATA_LOCK_INFO \
+             WHERE LOCK_MODE IN ('MDL_BACKUP_WAIT_COMMIT', 'MDL_BACKUP_FTWRL2')",
         )
         .expect("processlist")
         .parse()
@@ -188,6 +210,13 @@ impl MariaServer {
     /// Copies the datadir with the server frozen (atomic-snapshot stand-in) and starts a new
     /// server on the copy.
     pub fn restore_from_snapshot(&self) -> MariaServer {
+        let mut s = self.snapshot();
+        s.start();
+        s
+    }
+
+    /// The atomic-snapshot copy as a server not started yet (port chosen).
+    pub fn snapshot(&self) -> MariaServer {
         let tmp = tempfile::Builder::new()
             .prefix("vhi-maria-restore")
             .tempdir()
@@ -198,14 +227,12 @@ impl MariaServer {
             &self.data,
             &data,
         );
-        let mut s = MariaServer {
+        MariaServer {
             sock: tmp.path().join("mysqld.sock"),
             tmp,
             data,
-            port: 0,
+            port: db::free_port(),
             proc: None,
-        };
-        s.start();
-        s
+        }
     }
 }

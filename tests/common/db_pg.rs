@@ -98,6 +98,11 @@ fn chown_nobody(p: &Path) {
 impl PgServer {
     /// initdb + start.
     pub fn init(version: &PgVersion, auth: PgAuth) -> Self {
+        Self::init_with(version, auth, false)
+    }
+
+    /// initdb + start; with `empty`, no table is created (a freshly initialised volume).
+    pub fn init_with(version: &PgVersion, auth: PgAuth, empty: bool) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("vhi-pg")
             .tempdir()
@@ -129,15 +134,32 @@ impl PgServer {
             proc: None,
         };
         s.start();
-        s.psql("CREATE TABLE t (n bigint PRIMARY KEY)")
-            .expect("create table");
+        if !empty {
+            s.psql("CREATE TABLE t (n bigint PRIMARY KEY)")
+                .expect("create table");
+        }
         s
     }
 
-    fn start(&mut self) {
+    /// Starts the server and waits until it answers.
+    pub fn start(&mut self) {
+        self.spawn();
+        let ready = db::wait_for(Duration::from_secs(60), || self.psql("SELECT 1").ok());
+        assert!(
+            ready.is_some(),
+            "PostgreSQL {} did not start: {}",
+            self.version.major,
+            self.log()
+        );
+    }
+
+    /// Starts the server without waiting (it may be recovering, or never come up).
+    pub fn spawn(&mut self) {
         std::fs::create_dir_all(&self.sock).expect("sock dir");
         chown_nobody(&self.sock);
-        self.port = db::free_port();
+        if self.port == 0 {
+            self.port = db::free_port();
+        }
         let log = std::fs::File::create(self.tmp.path().join(format!("server-{}.log", self.port)))
             .expect("log");
         let proc = Proc::spawn(
@@ -154,13 +176,6 @@ impl PgServer {
                 .stderr(Stdio::from(log)),
         );
         self.proc = Some(proc);
-        let ready = db::wait_for(Duration::from_secs(60), || self.psql("SELECT 1").ok());
-        assert!(
-            ready.is_some(),
-            "PostgreSQL {} did not start: {}",
-            self.version.major,
-            self.log()
-        );
     }
 
     /// The server log so far.
@@ -249,6 +264,14 @@ impl PgServer {
     /// on the copy, as a restore would; the stale postmaster.pid is removed as a new pod's would
     /// refer to a dead process.
     pub fn restore_from_snapshot(&self) -> PgServer {
+        let mut s = self.snapshot();
+        s.start();
+        s
+    }
+
+    /// The atomic-snapshot copy of PGDATA as a server that is not started yet (its port is
+    /// chosen, so a restore hook can be started before the server).
+    pub fn snapshot(&self) -> PgServer {
         let tmp = tempfile::Builder::new()
             .prefix("vhi-pg-restore")
             .tempdir()
@@ -258,15 +281,13 @@ impl PgServer {
         let pgid = self.proc.as_ref().expect("running").pid();
         db::snapshot_copy(pgid, &self.data, &data);
         let _ = std::fs::remove_file(data.join("postmaster.pid"));
-        let mut s = PgServer {
+        PgServer {
             version: self.version.clone(),
             sock: tmp.path().join("sock"),
             tmp,
             data,
-            port: 0,
+            port: db::free_port(),
             proc: None,
-        };
-        s.start();
-        s
+        }
     }
 }

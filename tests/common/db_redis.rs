@@ -9,6 +9,16 @@ use super::db::{self, Container, Proc};
 
 /// The server binary.
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
+/// Valkey 8 (Debian bookworm-backports valkey-server).
+pub const VALKEY_SERVER: &str = "/usr/bin/valkey-server";
+
+/// True when Valkey is installed (skip/require policy applied).
+pub fn valkey_available() -> bool {
+    db::have(
+        Path::new(VALKEY_SERVER),
+        "valkey-server (bookworm-backports)",
+    )
+}
 const CLI: &str = "/usr/bin/redis-cli";
 
 /// True when the binaries exist (skip/require policy applied).
@@ -42,12 +52,19 @@ pub struct RedisServer {
     pub port: u16,
     /// requirepass, if any.
     pub password: Option<String>,
+    /// The server binary (Redis or Valkey).
+    pub bin: &'static str,
     proc: Option<Proc>,
 }
 
 impl RedisServer {
     /// Starts a fresh server.
     pub fn start(mode: Mode, password: Option<&str>) -> Self {
+        Self::start_on(REDIS_SERVER, mode, password)
+    }
+
+    /// Starts a fresh server of the binary `bin`.
+    pub fn start_on(bin: &'static str, mode: Mode, password: Option<&str>) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("vhi-redis")
             .tempdir()
@@ -60,6 +77,7 @@ impl RedisServer {
             data,
             port: 0,
             password: password.map(str::to_owned),
+            bin,
             proc: None,
         };
         s.spawn();
@@ -67,13 +85,24 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        self.port = db::free_port();
-        let (aof, save) = match self.mode {
+        self.launch(None);
+        let ok = db::wait_for(Duration::from_secs(30), || {
+            (self.cli(&["PING"]).ok()?.trim() == "PONG").then_some(())
+        });
+        assert!(ok.is_some(), "redis did not start: {}", self.log());
+    }
+
+    /// Starts the server without waiting; `mode` overrides the persistence settings.
+    pub fn launch(&mut self, mode: Option<Mode>) {
+        if self.port == 0 {
+            self.port = db::free_port();
+        }
+        let (aof, save) = match mode.unwrap_or(self.mode) {
             Mode::Aof => ("yes", ""),
             Mode::Rdb => ("no", "3600 1"),
             Mode::None => ("no", ""),
         };
-        let mut cmd = Command::new(REDIS_SERVER);
+        let mut cmd = Command::new(self.bin);
         cmd.args(["--bind", "127.0.0.1", "--daemonize", "no"])
             .args(["--port", &self.port.to_string()])
             .arg("--dir")
@@ -87,10 +116,6 @@ impl RedisServer {
             cmd.args(["--requirepass", pw]);
         }
         self.proc = Some(Proc::spawn(&mut cmd));
-        let ok = db::wait_for(Duration::from_secs(30), || {
-            (self.cli(&["PING"]).ok()?.trim() == "PONG").then_some(())
-        });
-        assert!(ok.is_some(), "redis did not start: {}", self.log());
     }
 
     /// The log so far.
@@ -190,6 +215,13 @@ impl RedisServer {
     /// Copies the data dir with the server frozen (atomic-snapshot stand-in) and starts a new
     /// server in the same mode on the copy.
     pub fn restore_from_snapshot(&self) -> RedisServer {
+        let mut s = self.snapshot();
+        s.spawn();
+        s
+    }
+
+    /// The atomic-snapshot copy as a server not started yet (port chosen).
+    pub fn snapshot(&self) -> RedisServer {
         let tmp = tempfile::Builder::new()
             .prefix("vhi-redis-restore")
             .tempdir()
@@ -200,15 +232,14 @@ impl RedisServer {
             &self.data,
             &data,
         );
-        let mut s = RedisServer {
+        RedisServer {
             mode: self.mode,
             tmp,
             data,
-            port: 0,
+            port: db::free_port(),
             password: self.password.clone(),
+            bin: self.bin,
             proc: None,
-        };
-        s.spawn();
-        s
+        }
     }
 }

@@ -1,0 +1,42 @@
+# shellcheck shell=sh
+# Pre-backup for MySQL and MariaDB; the entry script sets LOCK. The lock is session-scoped, so a
+# hook that takes it and exits protects nothing. A detached client holds it: it reads its SQL
+# from a FIFO that the helper keeps open until the post hook asks for release (or HOLD seconds
+# pass, or the client dies), then reads end-of-file and quits, which ends the session and the
+# lock at once. The hook succeeds
+# only once that client has printed the marker selected after the lock statements: the lock is
+# held. lock_wait_timeout=10 keeps a lock queued behind a long query from stalling writers long.
+HOLD=${VHI_LOCK_HOLD_SECONDS:-300}
+HV=VHI_LOCK_HOLD_SECONDS
+. ./lib/common.sh
+. ./lib/secs.sh
+secs $HV "$HOLD"
+. ./lib/my.sh
+. ./lib/hold.sh
+! held || { say "lock already held by an earlier pre hook; reusing it"; exit 0; }
+m=locked-$$
+(
+  trap '' HUP
+  t=$(date +%s)
+  rm -f "$D/in"
+  mkfifo "$D/in" || exit
+  my -n --skip-reconnect <"$D/in" >"$D/log" 2>&1 &
+  c=$!
+  exec 3>"$D/in"
+  echo "SET SESSION lock_wait_timeout=10; $LOCK; SELECT '$m';" >&3
+  wait_release $c
+  # A last query proves that the session holding the lock lived to the end (no reconnect).
+  echo "SELECT '$m-end';" >&3
+  exec 3>&-
+  wait $c
+  grep -qx $m-end "$D/log" && o="released the lock after $(($(date +%s) - t))s" || o="ERROR the lock session ended early: $(tail -n 2 "$D/log")"
+  echo "$o" >"$D/outcome"
+) </dev/null >/dev/null 2>&1 &
+echo $! >"$D/pid"
+until_s 25
+until grep -qx $m "$D/log" 2>/dev/null; do
+  kill -0 $! 2>/dev/null || { : >"$D/release"; die "no lock is held, the holder exited: $(cat "$D/log")"; }
+  late && { : >"$D/release"; die "no lock is held after 25s: $(cat "$D/log")"; }
+  sleep 1
+done
+say "$LOCK held (holder pid $!) until the post hook, at most ${HOLD}s"

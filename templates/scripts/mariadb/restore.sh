@@ -1,0 +1,3 @@
+#!/bin/sh
+T=mariadb
+. ./lib/my-restore.sh

@@ -1,0 +1,4 @@
+#!/bin/sh
+# Post-backup: ends the lock holder of the pre hook.
+T=mysql
+. ./lib/release.sh

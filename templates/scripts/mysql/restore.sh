@@ -1,0 +1,3 @@
+#!/bin/sh
+T=mysql
+. ./lib/my-restore.sh

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Post-restore: proves that the restored PostgreSQL came back. Read-only; safe to run twice.
+# The container can run while the server still replays WAL ("the database system is starting
+# up"), so the hook waits, within its own deadline, for a server that accepts connections and
+# has left recovery (a standby streaming from a primary stays in recovery by design). Then one
+# line for the restore log: version, role, and each database's tables and size.
+T=postgres
+. ./lib/common.sh
+. ./lib/secs.sh
+W=${VHI_RESTORE_WAIT_SECONDS:-600}
+secs VHI_RESTORE_WAIT_SECONDS "$W"
+. ./lib/pg.sh
+until_s "$W"
+t=$(date +%s)
+up() {
+  pick || return 1
+  s=$(pq "$via" "SELECT pg_is_in_recovery(), current_setting('primary_conninfo', true) > ''") || { errs=" $s"; return 1; }
+  case $s in
+    f*) r=primary ;;
+    "t|t") r=standby ;;
+    *) errs=" in recovery but not a streaming standby (recovery.signal or standby.signal left in the data directory?)" && return 1 ;;
+  esac
+}
+until up; do
+  late && die "not up within ${W}s:$errs. See the container log: a copy without its WAL (pg_wal) or with a damaged pg_control cannot start"
+  sleep 2
+done
+v=$(pq "$via" "SHOW server_version")
+l=$(pq "$via" "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1") || die "cannot list databases: $l"
+s=
+n=0
+set -f
+IFS='
+'
+# Tables are counted from each database's catalog, which a restore keeps (crash recovery resets
+# the statistics counters).
+for d in $l; do
+  c=$(pq "$via" "SELECT count(*) FILTER (WHERE relkind IN ('r', 'p') AND oid >= 16384), pg_size_pretty(pg_database_size(current_database())) FROM pg_class" "$d") || die "cannot read database $d: $c"
+  n=$((n + ${c%%|*}))
+  s="$s $d (${c%%|*} tables, ${c#*|}),"
+done
+[ $n -gt 0 ] || [ "${VHI_RESTORE_ALLOW_EMPTY:-}" = 1 ] || die "PostgreSQL $v came back without a user table, as from an empty volume (VHI_RESTORE_ALLOW_EMPTY=1 if it was empty):$s"
+say "restore check passed: PostgreSQL $v, $r, up after $(($(date +%s) - t))s; databases:${s%,}"
