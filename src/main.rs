@@ -590,10 +590,24 @@ fn templates_command(
             if let Some(r) = &t.matcher.versions {
                 println!("# versions: {r}");
             }
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&t.annotations(&container))?
-            );
+            let annotations = t.annotations(&container);
+            println!("{}", serde_json::to_string_pretty(&annotations)?);
+            // The commands are JSON inside JSON: show each shell script as the container runs it.
+            for (phase, key) in [
+                ("pre-backup", "pre.hook.backup.velero.io/command"),
+                ("post-backup", "post.hook.backup.velero.io/command"),
+                ("post-restore", "post.hook.restore.velero.io/command"),
+            ] {
+                let argv = annotations
+                    .get(key)
+                    .map(|c| velero::parse_command(c))
+                    .unwrap_or_default();
+                if let [sh, flag, script] = argv.as_slice() {
+                    if sh == "/bin/sh" && flag == "-c" {
+                        println!("\n# {phase}: /bin/sh -c\n{script}");
+                    }
+                }
+            }
         }
     }
     Ok(())

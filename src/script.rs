@@ -17,7 +17,6 @@ macro_rules! src {
 /// Every built-in script source (path under `templates/scripts/`, text), embedded at build time.
 pub const SOURCES: &[(&str, &str)] = &[
     src!("lib/common.sh"),
-    src!("lib/secs.sh"),
     src!("lib/pg.sh"),
     src!("lib/my.sh"),
     src!("lib/my-pre.sh"),
@@ -111,13 +110,13 @@ fn append<'a>(
 }
 
 /// Appends `line` without the blanks around `&&`, `||`, `|` and after `;`, which `sh` does not
-/// need, except inside single quotes (sed scripts, JavaScript, trap commands stay as written).
+/// need, except inside quotes (messages, SQL, sed scripts and JavaScript stay as written).
 fn tighten(line: &str, out: &mut String) {
     let mut quoted = false;
     let mut in_double = false;
     let mut rest = line;
     while let Some(c) = rest.chars().next() {
-        if !quoted {
+        if !quoted && !in_double {
             if let Some(op) = ["; ", " && ", " || ", " | "]
                 .iter()
                 .find(|op| rest.starts_with(**op))
@@ -172,7 +171,7 @@ mod tests {
             "a | b && c || d; e 'x | y; z' \"m; n\" \"q'\" f | g",
             &mut out,
         );
-        assert_eq!(out, "a|b&&c||d;e 'x | y; z' \"m;n\" \"q'\" f|g");
+        assert_eq!(out, "a|b&&c||d;e 'x | y; z' \"m; n\" \"q'\" f|g");
     }
 
     #[test]

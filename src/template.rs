@@ -705,7 +705,7 @@ mod tests {
 
     /// Every byte of annotation is stored in etcd with the pod and sent in every watch event for
     /// it; the marker the admission adds is counted too.
-    const ANNOTATION_BUDGET: usize = 7 * 1024;
+    const ANNOTATION_BUDGET: usize = 6 * 1024;
 
     fn injected_bytes(t: &Template) -> usize {
         let marker = format!("{}{}/database", crate::keys::INJECTED, t.name);

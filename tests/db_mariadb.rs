@@ -41,7 +41,7 @@ fn pre_post_succeed(name: &str) {
         r.elapsed < Duration::from_secs(10),
         "pre must return promptly: {r}"
     );
-    assert!(r.stdout.contains("held (holder pid"), "{r}");
+    assert!(r.stdout.contains("held until the post hook"), "{r}");
     assert_eq!(s.holder_sessions(), 1, "exactly one holder after pre");
     let r = run_hook(&t, Phase::Post, &c).expect("post");
     r.assert_ok("post");

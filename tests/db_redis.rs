@@ -349,12 +349,21 @@ fn restore_hook_bad(bin: &'static str) {
     let run = restore_hook_racing(&mut r, None, "6");
     run.assert_fails_with("corrupt dump.rdb", "not up within 6s");
     assert!(run.elapsed < Duration::from_secs(20), "{run}");
-    // An AOF server's volume restored under appendonly no: only dump.rdb would be loaded.
+    // An AOF copy without its base file (the manifest names a file that is gone).
     let a = RedisServer::start_on(bin, Mode::Aof, Some(PW));
     fill(&a, 100);
     let mut r = a.snapshot();
-    let run = restore_hook_racing(&mut r, Some(Mode::Rdb), "6");
-    run.assert_fails_with("AOF not loaded", "appendonly is off");
+    let aof = r.data.join("appendonlydir");
+    let mut removed = 0;
+    for e in std::fs::read_dir(&aof).expect("appendonlydir").flatten() {
+        if e.file_name().to_string_lossy().contains(".base.") {
+            std::fs::remove_file(e.path()).expect("rm base");
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1, "one AOF base file in {}", aof.display());
+    let run = restore_hook_racing(&mut r, None, "6");
+    run.assert_fails_with("AOF without its base file", "not up within 6s");
     // An empty volume with persistence on.
     let fresh = RedisServer::start_on(bin, Mode::Rdb, Some(PW));
     run_hook(

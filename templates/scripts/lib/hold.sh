@@ -17,5 +17,5 @@ wait_release() {
 }
 # held: a helper of an earlier pre hook still holds.
 held() { [ -f "$D/pid" ] && [ ! -f "$D/release" ] && kill -0 "$(cat "$D/pid")" 2>/dev/null; }
-{ mkdir -p "$D" && chmod 700 "$D"; } || die "cannot create $D"
-held || rm -f "$D/pid" "$D/release" "$D/outcome" "$D/expired"
+[ -d "$D" ] || mkdir -m 700 "$D" || die "cannot create $D"
+held || rm -f "$D/release" "$D/outcome" "$D/expired"

@@ -9,9 +9,10 @@
 HOLD=${VHI_LOCK_HOLD_SECONDS:-300}
 HV=VHI_LOCK_HOLD_SECONDS
 . ./lib/common.sh
-. ./lib/secs.sh
-secs $HV "$HOLD"
+[ "$HOLD" -ge 0 ] 2>/dev/null || die "$HV must be a number of seconds, got '$HOLD'"
 . ./lib/my.sh
+# A random root password (*_RANDOM_ROOT_PASSWORD) is unknown to the hook.
+[ -n "${MYSQL_PWD:-}" ] || [ -z "${MARIADB_RANDOM_ROOT_PASSWORD:-}${MYSQL_RANDOM_ROOT_PASSWORD:-}" ] || die "the root password is random: give the container MYSQL_ROOT_PASSWORD_FILE from a Secret"
 . ./lib/hold.sh
 ! held || { say "lock already held by an earlier pre hook; reusing it"; exit 0; }
 m=locked-$$
@@ -39,4 +40,4 @@ until grep -qx $m "$D/log" 2>/dev/null; do
   late && { : >"$D/release"; die "no lock is held after 25s: $(cat "$D/log")"; }
   sleep 1
 done
-say "$LOCK held (holder pid $!) until the post hook, at most ${HOLD}s"
+say "$LOCK held until the post hook, at most ${HOLD}s"

@@ -8,7 +8,5 @@ f=${MARIADB_ROOT_PASSWORD_FILE:-${MYSQL_ROOT_PASSWORD_FILE:-}}
 p=${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}
 [ -z "$f" ] || p=$(cat "$f") || die "cannot read $f"
 [ -z "$p" ] || export MYSQL_PWD="$p"
-# A random root password (*_RANDOM_ROOT_PASSWORD) is unknown to the hook.
-[ -n "${MYSQL_PWD:-}" ] || [ -z "${MARIADB_RANDOM_ROOT_PASSWORD:-}${MYSQL_RANDOM_ROOT_PASSWORD:-}" ] || die "the root password is random: give the container MYSQL_ROOT_PASSWORD_FILE from a Secret"
 P=${MYSQL_TCP_PORT:-${MARIADB_PORT_NUMBER:-${MYSQL_PORT_NUMBER:-}}}
 my() { "$cli" ${MYSQL_HOST:+-h"$MYSQL_HOST"} ${P:+-P"$P"} ${MYSQL_UNIX_PORT:+-S"$MYSQL_UNIX_PORT"} -u"$u" --connect-timeout=10 -BN "$@"; }

@@ -5,7 +5,8 @@
 # Kubernetes service-link variable ("tcp://..."), not a port, and is ignored.
 cli=$(command -v redis-cli || command -v valkey-cli || command -v keydb-cli) || die "no redis-cli, valkey-cli or keydb-cli in PATH"
 f=${REDIS_PASSWORD_FILE:-${VALKEY_PASSWORD_FILE:-}}
-if [ -n "$f" ]; then pw=$(cat "$f") || die "cannot read $f"; else pw=${REDIS_PASSWORD:-${VALKEY_PASSWORD:-}}; fi
+pw=${REDIS_PASSWORD:-${VALKEY_PASSWORD:-}}
+[ -z "$f" ] || pw=$(cat "$f") || die "cannot read $f"
 [ -z "$pw" ] || export REDISCLI_AUTH="$pw"
 port=${REDIS_PORT_NUMBER:-${VALKEY_PORT_NUMBER:-6379}}
 # INFO answers end their lines with CRLF.

@@ -6,18 +6,17 @@
 T=mongodb
 HV=VHI_LOCK_HOLD_SECONDS
 . ./lib/common.sh
-. ./lib/secs.sh
 HOLD=${VHI_LOCK_HOLD_SECONDS:-300}
-secs $HV "$HOLD"
+[ "$HOLD" -ge 0 ] 2>/dev/null || die "$HV must be a number of seconds, got '$HOLD'"
 . ./lib/mongo.sh
 . ./lib/hold.sh
-! held || { say "already fsync-locked by an earlier pre hook (helper pid $(cat "$D/pid")); not stacking a second lock"; exit 0; }
-out=$(m 'var r = db.getSiblingDB("admin").runCommand({fsync: 1, lock: true}); if (r.ok !== 1) { print("fsyncLock failed: " + JSON.stringify(r)); quit(2); } print("lockCount=" + r.lockCount);') || die "fsyncLock failed: $out; no lock taken"
+! held || { say "already fsync-locked by an earlier pre hook; not stacking a second lock"; exit 0; }
+out=$(m 'var r = db.adminCommand({fsync: 1, lock: true}); print(r.ok === 1 ? "lockCount=" + r.lockCount : JSON.stringify(r)); quit(r.ok === 1 ? 0 : 2)') || die "fsyncLock failed: $out"
 (
   trap '' HUP
   wait_release ""
-  o=$(m 'var a = db.getSiblingDB("admin"), r; do { r = a.runCommand({fsyncUnlock: 1}); } while (r.ok === 1 && r.lockCount > 0); if (r.ok !== 1) { print(JSON.stringify(r)); quit(2); } print("lockCount=" + r.lockCount);') && o="fsync lock released ($o)" || o="ERROR fsyncUnlock failed: $o"
+  o=$(m 'var r; do r = db.adminCommand({fsyncUnlock: 1}); while (r.ok === 1 && r.lockCount > 0); print(JSON.stringify(r)); quit(r.ok === 1 ? 0 : 2)') && o="fsync lock released: $o" || o="ERROR fsyncUnlock failed: $o"
   echo "$o" >"$D/outcome"
 ) </dev/null >/dev/null 2>&1 &
 echo $! >"$D/pid"
-say "fsyncLock held ($out); the post hook unlocks it, or the helper (pid $!) after ${HOLD}s"
+say "fsyncLock held ($out) until the post hook, at most ${HOLD}s"

@@ -5,18 +5,17 @@
 # (admin, config, local) came back. One line for the restore log: version, databases and sizes.
 T=mongodb
 . ./lib/common.sh
-. ./lib/secs.sh
 W=${VHI_RESTORE_WAIT_SECONDS:-600}
-secs VHI_RESTORE_WAIT_SECONDS "$W"
+[ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/mongo.sh
 until_s "$W"
 t0=$(date +%s)
-q='var a = db.getSiblingDB("admin"); if (a.runCommand({ping: 1}).ok !== 1) quit(2); var l = a.runCommand({listDatabases: 1}); print(db.version() + " " + l.databases.filter(d => ["admin", "config", "local"].indexOf(d.name) < 0).map(d => d.name + " (" + Math.round(d.sizeOnDisk / 1048576) + " MiB)").join(", "));'
+q='var l = db.adminCommand({listDatabases: 1}); if (l.ok !== 1) quit(2); print(db.version() + " " + l.databases.filter(d => !/^(admin|config|local)$/.test(d.name)).map(d => d.name + " (" + (d.sizeOnDisk >> 20) + " MiB)").join(", "))'
 until out=$(m "$q"); do
-  late && die "no answer within ${W}s ($out). See the container log: a copy without its journal cannot start"
+  late && die "no answer within ${W}s ($out): see the container log"
   sleep 2
 done
 ver=${out%% *}
 dbs=${out#* }
-[ "$dbs" != "$out" ] && [ -n "$dbs" ] || [ "${VHI_RESTORE_ALLOW_EMPTY:-}" = 1 ] || die "MongoDB $ver came back with only its system databases, as from an empty volume (VHI_RESTORE_ALLOW_EMPTY=1 if it was empty)"
+[ -n "$dbs" ] || [ "${VHI_RESTORE_ALLOW_EMPTY:-}" = 1 ] || die "MongoDB $ver came back with only its system databases, as from an empty volume (VHI_RESTORE_ALLOW_EMPTY=1 if it was empty)"
 say "restore check passed: MongoDB $ver, up after $(($(date +%s) - t0))s; databases: ${dbs:-none}"

@@ -6,9 +6,8 @@
 # line for the restore log: version, role, and each database's tables and size.
 T=postgres
 . ./lib/common.sh
-. ./lib/secs.sh
 W=${VHI_RESTORE_WAIT_SECONDS:-600}
-secs VHI_RESTORE_WAIT_SECONDS "$W"
+[ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/pg.sh
 until_s "$W"
 t=$(date +%s)
@@ -22,7 +21,7 @@ up() {
   esac
 }
 until up; do
-  late && die "not up within ${W}s:$errs. See the container log: a copy without its WAL (pg_wal) or with a damaged pg_control cannot start"
+  late && die "not up within ${W}s:$errs. See the container log: a copy without its WAL (pg_wal) or pg_control cannot start"
   sleep 2
 done
 v=$(pq "$via" "SHOW server_version")
