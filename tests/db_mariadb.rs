@@ -296,7 +296,7 @@ fn idempotent(name: &str) {
         .assert_ok("post #1");
     let r = run_hook(&t, Phase::Post, &c).expect("post");
     r.assert_ok("post #2");
-    assert!(r.stdout.contains("already released"), "{r}");
+    assert!(r.stdout.contains("nothing to release"), "{r}");
     assert_eq!(s.holder_sessions(), 0);
     assert!(w.progresses(3, Duration::from_secs(10)));
     w.stop();

@@ -301,7 +301,7 @@ fn mongodb_hook_logic_against_a_stub_shell() {
     assert_eq!(lock_count(tmp.path()), "0");
     let r = run_hook(&t, Phase::Post, &c).expect("post");
     r.assert_ok("post #2");
-    assert!(r.stdout.contains("already released"), "{r}");
+    assert!(r.stdout.contains("nothing to release"), "{r}");
 
     // Dead-man: the watchdog unlocks, and post then reports the backup as possibly inconsistent.
     let short = c.clone().with("VHI_LOCK_HOLD_SECONDS", "5");

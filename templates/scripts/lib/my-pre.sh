@@ -17,7 +17,8 @@ HV=VHI_LOCK_HOLD_SECONDS
 ! held || { say "lock already held by an earlier pre hook; reusing it"; exit 0; }
 m=locked-$$
 (
-  trap '' HUP
+  # A client that died leaves a broken pipe: report it as an outcome instead of dying of it.
+  trap '' HUP PIPE
   t=$(date +%s)
   rm -f "$D/in"
   mkfifo "$D/in" || exit

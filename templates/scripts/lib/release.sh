@@ -6,7 +6,7 @@ say() { printf 'velero-hook[%s]: %s\n' "$T" "$*"; }
 die() { say "ERROR: $*" >&2; exit 1; }
 bad() { die "$*: the copy may not be consistent"; }
 D=${TMPDIR:-/tmp}/velero-hook-$T
-{ [ -f "$D/pid" ] && [ ! -f "$D/release" ]; } || { say "nothing held (already released)"; exit 0; }
+{ [ -f "$D/pid" ] && [ ! -f "$D/release" ]; } || { say "nothing to release"; exit 0; }
 trap 'rm -rf "$D"' EXIT
 [ ! -f "$D/expired" ] || bad "the hold expired before this hook (raise $(cat "$D/expired"))"
 : >"$D/release"
