@@ -370,22 +370,12 @@ fn answer_pod(req: &AdmissionRequest<AdmittedPod>, ctx: &Context<'_>) -> Reviewe
             summary,
         };
     };
-    let decision = detect::decide(pod, ctx.library);
-    summary.outcome = Some(decision.outcome);
-    summary.template = decision.template.clone();
-    // The namespace is looked up only for pods that matter, keeping the common path cheap.
-    let effective = if decision.outcome == Outcome::NoDatabase {
-        policy::effective_mode(ctx.cluster_mode, &policy::NamespaceView::Known(None))
-    } else {
-        policy::effective_mode(ctx.cluster_mode, &ctx.namespaces.lookup(&summary.namespace))
-    };
-    summary.mode = effective.mode;
-    summary.degraded = effective.degraded;
-    let annotations = pod.metadata.annotations.as_ref();
-    let mut verdict = policy::apply(effective.mode, decision, annotations);
-    if let Some(w) = effective.warning {
-        verdict.warnings.push(w);
-    }
+    let m = mutate(pod, &summary.namespace, ctx);
+    summary.outcome = Some(m.outcome);
+    summary.template = m.template.clone();
+    summary.mode = m.mode;
+    summary.degraded = m.degraded;
+    let verdict = &m.verdict;
     summary.allowed = verdict.allowed;
     response.allowed = verdict.allowed;
     response.warnings = &verdict.warnings;
@@ -398,8 +388,7 @@ fn answer_pod(req: &AdmissionRequest<AdmittedPod>, ctx: &Context<'_>) -> Reviewe
             reason: "Forbidden",
             message,
         });
-    } else if !verdict.add.is_empty() {
-        let p = patch::add_annotations(annotations, &verdict.add);
+    } else if let Some(p) = m.json_patch(pod.metadata.annotations.as_ref()) {
         if let Ok(bytes) = serde_json::to_vec(&p) {
             response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
             response.patch_type = Some("JSONPatch");
@@ -408,6 +397,73 @@ fn answer_pod(req: &AdmissionRequest<AdmittedPod>, ctx: &Context<'_>) -> Reviewe
     Reviewed {
         body: response.into_vec(),
         summary,
+    }
+}
+
+/// What admission does with one pod: the decision, the mode it was made in, and the verdict.
+///
+/// This is the webhook's whole decision as one pure function. Admission turns it into a JSON
+/// Patch at CREATE; the reconciler and `audit --apply` patch live pods with the same
+/// [`Mutation::add`] (see `reconcile::decide`), so there is no second copy of the rules.
+#[derive(Clone, Debug)]
+pub struct Mutation {
+    /// Decision outcome.
+    pub outcome: Outcome,
+    /// Template chosen, if any.
+    pub template: Option<String>,
+    /// Container chosen, if any.
+    pub container: Option<String>,
+    /// Mode applied.
+    pub mode: Mode,
+    /// True when the namespace policy could not be read and the mode failed open.
+    pub degraded: bool,
+    /// Annotations to add, warnings, audit annotations, denial.
+    pub verdict: policy::Verdict,
+}
+
+impl Mutation {
+    /// The annotations this mutation adds (empty when it changes nothing or denies).
+    pub fn add(&self) -> &BTreeMap<String, String> {
+        &self.verdict.add
+    }
+
+    /// The add-only RFC 6902 patch admission returns, `None` when nothing is added.
+    pub fn json_patch(
+        &self,
+        existing: Option<&BTreeMap<String, String>>,
+    ) -> Option<json_patch::Patch> {
+        if self.verdict.denial.is_some() || self.verdict.add.is_empty() {
+            return None;
+        }
+        Some(patch::add_annotations(existing, &self.verdict.add))
+    }
+}
+
+/// Decides what admission does with `pod` in `namespace`. Pure apart from the namespace lookup.
+pub fn mutate(pod: &Pod, namespace: &str, ctx: &Context<'_>) -> Mutation {
+    let decision = detect::decide(pod, ctx.library);
+    // The namespace is looked up only for pods that matter, keeping the common path cheap.
+    let effective = if decision.outcome == Outcome::NoDatabase {
+        policy::effective_mode(ctx.cluster_mode, &policy::NamespaceView::Known(None))
+    } else {
+        policy::effective_mode(ctx.cluster_mode, &ctx.namespaces.lookup(namespace))
+    };
+    let (outcome, template, container) = (
+        decision.outcome,
+        decision.template.clone(),
+        decision.container.clone(),
+    );
+    let mut verdict = policy::apply(effective.mode, decision, pod.metadata.annotations.as_ref());
+    if let Some(w) = effective.warning {
+        verdict.warnings.push(w);
+    }
+    Mutation {
+        outcome,
+        template,
+        container,
+        mode: effective.mode,
+        degraded: effective.degraded,
+        verdict,
     }
 }
 

@@ -38,6 +38,31 @@ pub fn add_annotations(
     )
 }
 
+/// A JSON merge patch (RFC 7386) adding `add` to a live pod, only if it is still at
+/// `resource_version`.
+///
+/// The resourceVersion in the body is the API server's optimistic-concurrency precondition: if
+/// the pod changed since it was read, the update fails with 409 Conflict and nothing is written.
+/// That is why a merge patch and not an RFC 6902 `test` op: a failed `test` is answered 422, the
+/// same code as an invalid patch, so a conflict could not be told from a bug. Because the pod is
+/// unchanged since `add` was computed from it, and `add` never holds a key the pod has, setting
+/// the keys by merge adds exactly what admission's add-only JSON Patch would.
+pub fn merge_add_annotations(add: &BTreeMap<String, String>, resource_version: &str) -> Value {
+    let annotations = add
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect::<serde_json::Map<_, _>>();
+    let mut metadata = serde_json::Map::new();
+    metadata.insert(
+        "resourceVersion".to_owned(),
+        Value::String(resource_version.to_owned()),
+    );
+    metadata.insert("annotations".to_owned(), Value::Object(annotations));
+    let mut root = serde_json::Map::new();
+    root.insert("metadata".to_owned(), Value::Object(metadata));
+    Value::Object(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +107,15 @@ mod tests {
         assert_eq!(
             pod["metadata"]["annotations"].as_object().map(|m| m.len()),
             Some(3)
+        );
+    }
+
+    #[test]
+    fn merge_patch_carries_the_precondition_and_sorted_keys() {
+        let text = serde_json::to_string(&merge_add_annotations(&adds(), "4711")).expect("ser");
+        assert_eq!(
+            text,
+            r#"{"metadata":{"resourceVersion":"4711","annotations":{"pre.hook.backup.velero.io/command":"[\"sync\"]","velero-hook-injector.io/injected":"kafka/broker"}}}"#
         );
     }
 
