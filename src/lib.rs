@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod patch;
 pub mod policy;
+pub mod reconcile;
 pub mod render;
 pub mod rules;
 pub mod script;

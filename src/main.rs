@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use velero_hook_injector::namespaces::NamespaceCache;
 use velero_hook_injector::policy::{Mode, NamespaceLookup, NoNamespaces};
+use velero_hook_injector::reconcile::apply::{self, ApplyOptions};
 use velero_hook_injector::server::{self, AppState, ServeConfig};
 use velero_hook_injector::template::Library;
 use velero_hook_injector::{audit, render, tls, velero};
@@ -120,8 +121,9 @@ enum Command {
         output: OutputFormat,
     },
     /// Report pods in a cluster whose Velero hooks are missing, break Velero's rules, or differ
-    /// from the current template. Uses the kubeconfig like kubectl. Exit code: 0 clean,
-    /// 1 findings, 2 error.
+    /// from the current template; with --apply, add the missing hooks to the running pods. Uses
+    /// the kubeconfig like kubectl. Exit code: 0 clean, 1 findings (remaining after --apply),
+    /// 2 error, 3 some patch failed (--apply).
     Audit {
         /// Namespace to audit (default: the kubeconfig context's namespace).
         #[arg(short, long, conflicts_with = "all_namespaces")]
@@ -142,6 +144,30 @@ enum Command {
         /// drift is measured against what the webhook injects).
         #[arg(long)]
         templates: Option<PathBuf>,
+        /// Patch every pod reported as missing-hooks with exactly the annotations the webhook
+        /// would add at creation (same decision, opt-in label and namespace mode honoured). Each
+        /// patch carries the pod's resourceVersion: a pod changed meanwhile is read again and
+        /// decided again, never overwritten. Needs get on namespaces and patch on pods.
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: send the patches as server-side dry runs (dryRun=All); nothing changes.
+        #[arg(long, requires = "apply")]
+        dry_run: bool,
+        /// With --apply: also update pods reported as template-drift to the current template
+        /// (values that differ are replaced; no key is removed).
+        #[arg(long, requires = "apply")]
+        include_drift: bool,
+        /// With --apply: the server's --mode, for namespaces without a mode annotation.
+        #[arg(long, default_value = "inject", value_parser = mode, requires = "apply")]
+        mode: Mode,
+        /// With --apply: namespaces never patched, like the webhook's excluded namespaces
+        /// (repeatable; the webhook's own namespace belongs here).
+        #[arg(
+            long = "exclude-namespace",
+            default_value = "kube-system",
+            requires = "apply"
+        )]
+        exclude_namespaces: Vec<String>,
     },
     /// List, show or validate hook templates.
     Templates {
@@ -302,16 +328,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             kubeconfig,
             output,
             templates,
-        } => exit_with(audit_command(
-            namespace,
-            all_namespaces,
-            audit::ClientOptions {
-                kubeconfig,
-                context,
-            },
-            output,
-            templates.as_deref(),
-        )),
+            apply,
+            dry_run,
+            include_drift,
+            mode,
+            exclude_namespaces,
+        } => {
+            let apply = apply.then_some(ApplyOptions {
+                dry_run,
+                include_drift,
+                cluster_mode: mode,
+                excluded: exclude_namespaces,
+            });
+            exit_code(audit_command(
+                namespace,
+                all_namespaces,
+                audit::ClientOptions {
+                    kubeconfig,
+                    context,
+                },
+                output,
+                templates.as_deref(),
+                apply,
+            ))
+        }
         Command::Templates { action, templates } => templates_command(action, templates.as_deref()),
         Command::Certs {
             service,
@@ -472,14 +512,18 @@ fn read_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
 
 /// Ends the process with the CI exit code: 0 clean, 1 findings, 2 error.
 fn exit_with(result: anyhow::Result<bool>) -> ! {
-    let code = match result {
-        Ok(false) => 0,
-        Ok(true) => 1,
-        Err(e) => {
-            eprint!("{}", error_report(&e));
-            2
-        }
-    };
+    exit_code(result.map(i32::from))
+}
+
+/// Exit code when some `audit --apply` patch failed.
+const EXIT_PATCH_FAILED: i32 = 3;
+
+/// Ends the process with `code`, or 2 after printing the error.
+fn exit_code(result: anyhow::Result<i32>) -> ! {
+    let code = result.unwrap_or_else(|e| {
+        eprint!("{}", error_report(&e));
+        2
+    });
     let _ = std::io::Write::flush(&mut std::io::stdout());
     std::process::exit(code)
 }
@@ -507,20 +551,21 @@ fn check_command(
     Ok(checked.report.has_findings())
 }
 
-/// `audit`: true when there are findings.
+/// `audit`: the exit code (0 clean, 1 findings, 3 some `--apply` patch failed).
 fn audit_command(
     namespace: Option<String>,
     all_namespaces: bool,
     client: audit::ClientOptions,
     output: OutputFormat,
     templates: Option<&std::path::Path>,
-) -> anyhow::Result<bool> {
+    apply: Option<ApplyOptions>,
+) -> anyhow::Result<i32> {
     let library = library(templates)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(async {
+    let (report, run) = runtime.block_on(async {
         let client = audit::connect(&client).await?;
         let scope = if all_namespaces {
             audit::Scope::AllNamespaces
@@ -529,10 +574,30 @@ fn audit_command(
                 namespace.unwrap_or_else(|| client.default_namespace().to_owned()),
             )
         };
-        audit::audit(&client, &scope, &library).await
+        let pods = audit::list_pods(&client, &scope).await?;
+        let report = audit::audit_pods(scope.to_string(), &pods, &library);
+        let run = match &apply {
+            Some(opts) => Some(apply::apply_report(&client, &pods, &report, &library, opts).await),
+            None => None,
+        };
+        Ok::<_, audit::AuditError>((report, run))
     })?;
-    print_report(&report, output);
-    Ok(report.has_findings())
+    let Some(run) = run else {
+        print_report(&report, output);
+        return Ok(i32::from(report.has_findings()));
+    };
+    match output {
+        OutputFormat::Table => print!("{}\n{}", report.to_table(), run.to_table()),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"audit": report, "apply": run}))?
+        ),
+    }
+    Ok(if run.summary.failed > 0 {
+        EXIT_PATCH_FAILED
+    } else {
+        i32::from(run.summary.remaining > 0)
+    })
 }
 
 fn templates_command(

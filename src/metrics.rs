@@ -214,6 +214,12 @@ impl Metrics {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
+    /// The registry (prefix `velero_hook_injector`), for subsystems that register their own
+    /// metrics before the state is shared (the reconciler: `reconcile::metrics`).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -57,6 +57,22 @@ impl NamespaceCache {
         cache
     }
 
+    /// Whether namespace `namespace` carries label `key` = `value`; `None` until the cache has
+    /// synced or while the namespace is not in it (the reconciler then waits instead of guessing).
+    pub fn has_label(&self, namespace: &str, key: &str, value: &str) -> Option<bool> {
+        if !self.is_synced() {
+            return None;
+        }
+        let ns = self.store.get(&ObjectRef::new(namespace))?;
+        Some(
+            ns.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(key))
+                .is_some_and(|v| v == value),
+        )
+    }
+
     /// True once the first full list has been stored.
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::SeqCst)

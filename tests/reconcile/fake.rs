@@ -1,0 +1,275 @@
+//! A fake API server for pods and namespaces behind kube's mock client service: GET, LIST,
+//! merge PATCH with the resourceVersion precondition and dryRun, as kube-apiserver does them,
+//! plus scripted answers for failures. Every request is recorded, bodies byte for byte.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock;
+
+/// One request as it reached the API server.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// A change made by "someone else" just before a scripted answer.
+pub type Before = Box<dyn FnOnce(&mut State) + Send>;
+
+/// A scripted answer: the first request matching `method` and a path ending in `path_suffix`
+/// gets `status` with `body` instead of the fake's own answer.
+pub struct Script {
+    pub method: Method,
+    pub path_suffix: String,
+    pub status: u16,
+    pub body: Value,
+    /// Run before answering (e.g. another writer changing the pod first).
+    pub before: Option<Before>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub pods: BTreeMap<(String, String), Value>,
+    pub namespaces: BTreeMap<String, Value>,
+    pub rv: u64,
+    pub log: Vec<Recorded>,
+    pub scripts: VecDeque<Script>,
+}
+
+impl State {
+    pub fn add_pod(&mut self, mut pod: Value) {
+        self.rv += 1;
+        pod["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let key = (
+            pod["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        self.pods.insert(key, pod);
+    }
+
+    pub fn add_namespace(&mut self, name: &str, opted_in: bool, mode: Option<&str>) {
+        let mut labels = json!({"kubernetes.io/metadata.name": name});
+        if opted_in {
+            labels["velero-hook-injector.io/inject"] = json!("enabled");
+        }
+        let mut ns = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "resourceVersion": "1", "labels": labels}});
+        if let Some(m) = mode {
+            ns["metadata"]["annotations"] = json!({"velero-hook-injector.io/mode": m});
+        }
+        self.namespaces.insert(name.to_owned(), ns);
+    }
+
+    /// Another writer's change: the pod gets `annotations` merged in and a new resourceVersion.
+    pub fn touch(&mut self, ns: &str, name: &str, annotations: Value) {
+        self.rv += 1;
+        let rv = self.rv;
+        if let Some(p) = self.pods.get_mut(&(ns.to_owned(), name.to_owned())) {
+            json_patch::merge(p, &json!({"metadata": {"annotations": annotations}}));
+            p["metadata"]["resourceVersion"] = json!(rv.to_string());
+        }
+    }
+
+    pub fn patches(&self) -> Vec<&Recorded> {
+        self.log
+            .iter()
+            .filter(|r| r.method == Method::PATCH)
+            .collect()
+    }
+
+    pub fn pod(&self, ns: &str, name: &str) -> Option<&Value> {
+        self.pods.get(&(ns.to_owned(), name.to_owned()))
+    }
+}
+
+pub type Shared = Arc<Mutex<State>>;
+
+pub fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn respond(code: u16, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).expect("status"))
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).expect("json")))
+        .expect("response")
+}
+
+/// `(namespace, resource, name)` of `/api/v1/namespaces/NS/pods/NAME` and friends.
+fn route(path: &str) -> (Option<String>, String, Option<String>) {
+    let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
+    match parts.as_slice() {
+        ["namespaces", ns, "pods", name] => {
+            (Some((*ns).into()), "pods".into(), Some((*name).into()))
+        }
+        ["namespaces", ns, "pods"] => (Some((*ns).into()), "pods".into(), None),
+        ["namespaces", name] => (None, "namespaces".into(), Some((*name).into())),
+        ["namespaces"] => (None, "namespaces".into(), None),
+        ["pods"] => (None, "pods".into(), None),
+        _ => (None, String::new(), None),
+    }
+}
+
+pub fn handle(state: &Shared, req: Recorded) -> Response<Body> {
+    let mut s = state.lock().expect("lock");
+    s.log.push(req.clone());
+    if let Some(i) = s
+        .scripts
+        .iter()
+        .position(|sc| sc.method == req.method && req.path.ends_with(&sc.path_suffix))
+    {
+        let mut script = s.scripts.remove(i).expect("script");
+        if let Some(f) = script.before.take() {
+            f(&mut s);
+        }
+        return respond(script.status, &script.body);
+    }
+    let (ns, resource, name) = route(&req.path);
+    match (req.method.clone(), resource.as_str(), name) {
+        (Method::GET, "namespaces", Some(name)) => match s.namespaces.get(&name) {
+            Some(n) => respond(200, n),
+            None => respond(
+                404,
+                &status(404, "NotFound", &format!("namespaces \"{name}\" not found")),
+            ),
+        },
+        (Method::GET, "pods", Some(name)) => {
+            match s.pods.get(&(ns.clone().unwrap_or_default(), name.clone())) {
+                Some(p) => respond(200, p),
+                None => respond(
+                    404,
+                    &status(404, "NotFound", &format!("pods \"{name}\" not found")),
+                ),
+            }
+        }
+        (Method::GET, "pods", None) => {
+            let items: Vec<Value> = s
+                .pods
+                .iter()
+                .filter(|((n, _), _)| ns.as_ref().is_none_or(|want| want == n))
+                .map(|(_, p)| p.clone())
+                .collect();
+            respond(
+                200,
+                &json!({"kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
+            )
+        }
+        (Method::PATCH, "pods", Some(name)) => {
+            assert_eq!(req.content_type, "application/merge-patch+json");
+            let key = (ns.clone().unwrap_or_default(), name.clone());
+            let Some(current) = s.pods.get(&key).cloned() else {
+                return respond(
+                    404,
+                    &status(404, "NotFound", &format!("pods \"{name}\" not found")),
+                );
+            };
+            let patch: Value = serde_json::from_slice(&req.body).expect("patch json");
+            // The storage precondition: a resourceVersion in the patch must be the current one.
+            if let Some(rv) = patch.pointer("/metadata/resourceVersion") {
+                if Some(rv) != current.pointer("/metadata/resourceVersion") {
+                    return respond(
+                        409,
+                        &status(
+                            409,
+                            "Conflict",
+                            &format!(
+                                "Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                            ),
+                        ),
+                    );
+                }
+            }
+            let mut next = current.clone();
+            json_patch::merge(&mut next, &patch);
+            let dry_run = req.query.split('&').any(|q| q == "dryRun=All");
+            if !dry_run && next != current {
+                s.rv += 1;
+                next["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+                s.pods.insert(key, next.clone());
+            }
+            respond(200, &next)
+        }
+        _ => respond(
+            404,
+            &status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+        ),
+    }
+}
+
+/// A client whose requests the fake answers, all sharing `state`.
+pub fn client(state: &Shared) -> kube::Client {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect_bytes()
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
+            let rec = Recorded {
+                method: parts.method,
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                content_type: parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                body,
+            };
+            send.send_response(handle_req(&state, rec));
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+fn handle_req(state: &Shared, rec: Recorded) -> Response<Body> {
+    handle(state, rec)
+}
+
+/// A StatefulSet's database pod as the API server returns it.
+pub fn db_pod(ns: &str, name: &str, image: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": ns, "uid": format!("uid-{name}"),
+            "creationTimestamp": "2026-11-01T10:00:00Z",
+            "labels": {"app.kubernetes.io/name": "db"},
+            "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "sts-uid", "controller": true}],
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]
+        },
+        "spec": {
+            "containers": [{"name": "db", "image": image,
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{name}")}}],
+            "nodeName": "worker-1"
+        },
+        "status": {"phase": "Running"}
+    })
+}

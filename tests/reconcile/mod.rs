@@ -1,0 +1,2 @@
+//! Shared test support for the reconciler and `audit --apply`.
+pub mod fake;
