@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use velero_hook_injector::namespaces::NamespaceCache;
 use velero_hook_injector::policy::{Mode, NamespaceLookup, NoNamespaces};
 use velero_hook_injector::reconcile::apply::{self, ApplyOptions};
+use velero_hook_injector::reconcile::controller::{self, Config as ReconcileConfig};
+use velero_hook_injector::reconcile::metrics::ReconcileMetrics;
 use velero_hook_injector::server::{self, AppState, ServeConfig};
 use velero_hook_injector::template::Library;
 use velero_hook_injector::{audit, render, tls, velero};
@@ -100,6 +102,8 @@ enum Command {
         /// CPUs available, at most 2.
         #[arg(long, env = "VHI_WORKER_THREADS")]
         worker_threads: Option<std::num::NonZeroUsize>,
+        #[command(flatten)]
+        reconcile: ReconcileArgs,
     },
     /// Print manifests (files or stdin, YAML or JSON, multi-document) as the webhook would leave
     /// their pods. Warnings go to stderr.
@@ -194,6 +198,50 @@ enum Command {
     },
 }
 
+/// The reconciler's flags (`serve`).
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    /// Also watch pods and add hooks to running pods that should carry them but do not (created
+    /// before the install, before their namespace opted in, or while the webhook was down).
+    /// Needs get, list, watch and patch on pods, and per-namespace policy (--namespace-policy auto).
+    #[arg(long = "reconcile", env = "VHI_RECONCILE")]
+    enabled: bool,
+    /// Reconciler: patches per second at most, per replica.
+    #[arg(
+        long = "reconcile-rate",
+        env = "VHI_RECONCILE_RATE",
+        default_value_t = 5.0
+    )]
+    rate: f64,
+    /// Reconciler: patches that may go out at once after a quiet period.
+    #[arg(
+        long = "reconcile-burst",
+        env = "VHI_RECONCILE_BURST",
+        default_value_t = 10
+    )]
+    burst: u32,
+    /// Reconciler: how often every cached pod is looked at again (Go duration); bounds how long
+    /// a namespace that opts in, or changes its mode, waits.
+    #[arg(long = "reconcile-resync", env = "VHI_RECONCILE_RESYNC", default_value = "10m", value_parser = duration)]
+    resync: Duration,
+    /// Reconciler: pods waiting at most; more wait for the next resync.
+    #[arg(
+        long = "reconcile-queue-capacity",
+        env = "VHI_RECONCILE_QUEUE_CAPACITY",
+        default_value_t = 20_000
+    )]
+    queue_capacity: usize,
+    /// Reconciler: namespaces never patched, comma-separated (the webhook's own namespace and
+    /// kube-system, as its namespaceSelector excludes them).
+    #[arg(
+        long = "reconcile-exclude-namespaces",
+        env = "VHI_RECONCILE_EXCLUDE_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system"
+    )]
+    exclude_namespaces: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum TemplatesAction {
     /// One line per template: name, engine, phases, matched images.
@@ -278,6 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             templates,
             namespace_policy,
             worker_threads,
+            reconcile,
         } => {
             init_logging(log_format);
             let (cert, key) = match (tls_cert, tls_key) {
@@ -306,7 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(serve(cfg, mode, templates, namespace_policy))
+            runtime.block_on(serve(cfg, mode, templates, namespace_policy, reconcile))
         }
         Command::Render {
             files,
@@ -404,13 +453,19 @@ async fn serve(
     mode: Mode,
     templates: Option<PathBuf>,
     namespace_policy: NamespacePolicy,
+    reconcile: ReconcileArgs,
 ) -> anyhow::Result<()> {
     let library = library(templates.as_deref())?;
     tracing::info!(templates = %library.names().join(","), %mode, "template library loaded");
+    let mut api: Option<(kube::Client, NamespaceCache)> = None;
     let namespaces: Arc<dyn NamespaceLookup> = match namespace_policy {
         NamespacePolicy::Off => Arc::new(NoNamespaces),
         NamespacePolicy::Auto => match kube::Client::try_default().await {
-            Ok(client) => Arc::new(NamespaceCache::spawn(client)),
+            Ok(client) => {
+                let cache = NamespaceCache::spawn(client.clone());
+                api = Some((client, cache.clone()));
+                Arc::new(cache)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "no Kubernetes API configured: per-namespace modes are off, every namespace uses --mode");
                 Arc::new(NoNamespaces)
@@ -418,7 +473,36 @@ async fn serve(
         },
     };
     let reload_interval = cfg.reload_interval;
-    let state = Arc::new(AppState::new(library).with_policy(mode, namespaces));
+    let mut state = AppState::new(library).with_policy(mode, namespaces);
+    let reconcile_metrics = reconcile
+        .enabled
+        .then(|| ReconcileMetrics::register(state.metrics.registry_mut()));
+    let state = Arc::new(state);
+    let reconciler = match (reconcile_metrics, api) {
+        (None, _) => None,
+        (Some(metrics), Some((client, cache))) => {
+            let rc = ReconcileConfig {
+                rate: reconcile.rate,
+                burst: reconcile.burst,
+                queue_capacity: reconcile.queue_capacity,
+                resync: reconcile.resync,
+                cluster_mode: mode,
+                excluded: reconcile.exclude_namespaces,
+                ..ReconcileConfig::default()
+            };
+            tracing::info!(rate = rc.rate, burst = rc.burst, resync_s = rc.resync.as_secs(), excluded = %rc.excluded.join(","), "reconciler started: running pods in opted-in namespaces get the hooks admission would add");
+            Some(controller::spawn(
+                client,
+                Arc::new(cache),
+                Arc::clone(&state) as Arc<dyn controller::LibrarySource>,
+                metrics,
+                rc,
+            ))
+        }
+        (Some(_), None) => bail!(
+            "--reconcile needs the Kubernetes API for pods and namespaces: run in a cluster (or with a kubeconfig) and with --namespace-policy auto, or turn the reconciler off"
+        ),
+    };
     if let Some(path) = templates {
         tokio::spawn(server::watch_templates(
             path,
@@ -428,6 +512,9 @@ async fn serve(
     }
     let running = server::start(cfg, state).await?;
     shutdown_signal().await;
+    if let Some(r) = &reconciler {
+        r.abort();
+    }
     running.shutdown().await?;
     tracing::info!("stopped");
     Ok(())

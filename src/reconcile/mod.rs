@@ -4,9 +4,10 @@
 //! Layers, pure first: [`decide`] (what to do with one pod, from the webhook's own
 //! [`crate::admission::mutate`]), [`queue`] and [`ratelimit`] (bounded work), then the thin
 //! Kubernetes edges: [`apply`] (one preconditioned patch with conflict re-decision, and the
-//! `audit --apply` run), with the reconciler's [`metrics`].
+//! `audit --apply` run) and [`controller`] (the watch and the queue worker in `serve`), with their [`metrics`].
 
 pub mod apply;
+pub mod controller;
 pub mod decide;
 pub mod metrics;
 pub mod queue;

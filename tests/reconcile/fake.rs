@@ -25,8 +25,9 @@ pub struct Recorded {
 /// A change made by "someone else" just before a scripted answer.
 pub type Before = Box<dyn FnOnce(&mut State) + Send>;
 
-/// A scripted answer: the first request matching `method` and a path ending in `path_suffix`
-/// gets `status` with `body` instead of the fake's own answer.
+/// A scripted answer: the first request matching `method` whose `path?query` contains
+/// `path_suffix` gets `status` with `body` instead of the fake's own answer (status 0: the
+/// connection fails, as when the API server is unreachable).
 pub struct Script {
     pub method: Method,
     pub path_suffix: String,
@@ -43,6 +44,9 @@ pub struct State {
     pub rv: u64,
     pub log: Vec<Recorded>,
     pub scripts: VecDeque<Script>,
+    /// Watch events not yet delivered (the fake adds MODIFIED for each stored patch).
+    pub events: Vec<Value>,
+    pub notify: Arc<tokio::sync::Notify>,
 }
 
 impl State {
@@ -83,6 +87,48 @@ impl State {
             json_patch::merge(p, &json!({"metadata": {"annotations": annotations}}));
             p["metadata"]["resourceVersion"] = json!(rv.to_string());
         }
+    }
+
+    /// Queues a watch event; `kind` is ADDED, MODIFIED, DELETED or BOOKMARK.
+    pub fn emit(&mut self, kind: &str, object: Value) {
+        self.events.push(json!({"type": kind, "object": object}));
+        self.notify.notify_waiters();
+    }
+
+    /// A new pod, as the API server stores it and announces it on the watch.
+    pub fn create_pod(&mut self, pod: Value) {
+        self.add_pod(pod.clone());
+        let key = (
+            pod["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        let stored = self.pods[&key].clone();
+        self.emit("ADDED", stored);
+    }
+
+    /// Deletes a pod and announces it.
+    pub fn delete_pod(&mut self, ns: &str, name: &str) {
+        if let Some(p) = self.pods.remove(&(ns.to_owned(), name.to_owned())) {
+            self.rv += 1;
+            self.emit("DELETED", p);
+        }
+    }
+
+    pub fn lists(&self) -> usize {
+        self.log
+            .iter()
+            .filter(|r| {
+                r.method == Method::GET
+                    && r.path == "/api/v1/pods"
+                    && !r.query.contains("watch=true")
+            })
+            .count()
     }
 
     pub fn patches(&self) -> Vec<&Recorded> {
@@ -127,20 +173,59 @@ fn route(path: &str) -> (Option<String>, String, Option<String>) {
     }
 }
 
-pub fn handle(state: &Shared, req: Recorded) -> Response<Body> {
+/// The answer to a watch: the events queued so far, or after `WATCH_IDLE` none (the watch
+/// ends as when its timeoutSeconds expire, and the client watches again).
+async fn watch_answer(state: &Shared) -> Response<Body> {
+    let notify = state.lock().expect("lock").notify.clone();
+    let deadline = tokio::time::Instant::now() + WATCH_IDLE;
+    loop {
+        let notified = notify.notified();
+        {
+            let mut s = state.lock().expect("lock");
+            if !s.events.is_empty() {
+                let lines: Vec<String> = s.events.drain(..).map(|e| e.to_string()).collect();
+                return Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(Body::from(format!("{}\n", lines.join("\n")).into_bytes()))
+                    .expect("response");
+            }
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Response::builder()
+                .status(200)
+                .body(Body::empty())
+                .expect("response");
+        }
+    }
+}
+
+/// How long an idle watch stays open in the fake.
+pub const WATCH_IDLE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The fake's answer; `None` for a connection failure.
+pub fn handle(state: &Shared, req: Recorded) -> Option<Response<Body>> {
     let mut s = state.lock().expect("lock");
     s.log.push(req.clone());
+    let target = format!("{}?{}", req.path, req.query);
     if let Some(i) = s
         .scripts
         .iter()
-        .position(|sc| sc.method == req.method && req.path.ends_with(&sc.path_suffix))
+        .position(|sc| sc.method == req.method && target.contains(&sc.path_suffix))
     {
         let mut script = s.scripts.remove(i).expect("script");
         if let Some(f) = script.before.take() {
             f(&mut s);
         }
-        return respond(script.status, &script.body);
+        if script.status == 0 {
+            return None;
+        }
+        return Some(respond(script.status, &script.body));
     }
+    Some(answer(&mut s, req))
+}
+
+fn answer(s: &mut State, req: Recorded) -> Response<Body> {
     let (ns, resource, name) = route(&req.path);
     match (req.method.clone(), resource.as_str(), name) {
         (Method::GET, "namespaces", Some(name)) => match s.namespaces.get(&name) {
@@ -204,6 +289,7 @@ pub fn handle(state: &Shared, req: Recorded) -> Response<Body> {
                 s.rv += 1;
                 next["metadata"]["resourceVersion"] = json!(s.rv.to_string());
                 s.pods.insert(key, next.clone());
+                s.emit("MODIFIED", next.clone());
             }
             respond(200, &next)
         }
@@ -224,32 +310,42 @@ pub fn client(state: &Shared) -> kube::Client {
     let state = Arc::clone(state);
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let body = body
-                .collect_bytes()
-                .await
-                .map(|b| b.to_vec())
-                .unwrap_or_default();
-            let rec = Recorded {
-                method: parts.method,
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().unwrap_or_default().to_owned(),
-                content_type: parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned(),
-                body,
-            };
-            send.send_response(handle_req(&state, rec));
+            let state = Arc::clone(&state);
+            // Each request on its own task: a watch stays open while patches are answered.
+            tokio::spawn(async move {
+                let (parts, body) = req.into_parts();
+                let body = body
+                    .collect_bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default();
+                let rec = Recorded {
+                    method: parts.method,
+                    path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().unwrap_or_default().to_owned(),
+                    content_type: parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    body,
+                };
+                let is_watch = rec.method == Method::GET && rec.query.contains("watch=true");
+                match self::handle(&state, rec) {
+                    None => send.send_error(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        "connection refused",
+                    )),
+                    Some(r) if is_watch && r.status() == StatusCode::OK => {
+                        send.send_response(watch_answer(&state).await)
+                    }
+                    Some(r) => send.send_response(r),
+                }
+            });
         }
     });
     kube::Client::new(service, "default")
-}
-
-fn handle_req(state: &Shared, rec: Recorded) -> Response<Body> {
-    handle(state, rec)
 }
 
 /// A StatefulSet's database pod as the API server returns it.
