@@ -240,6 +240,14 @@ struct ReconcileArgs {
         default_value = "kube-system"
     )]
     exclude_namespaces: Vec<String>,
+    /// Reconciler: watch and patch only these namespaces, comma-separated (one watch each, so
+    /// a namespaced Role on pods suffices). Default: every namespace, one cluster-wide watch.
+    #[arg(
+        long = "reconcile-namespaces",
+        env = "VHI_RECONCILE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -488,9 +496,14 @@ async fn serve(
                 resync: reconcile.resync,
                 cluster_mode: mode,
                 excluded: reconcile.exclude_namespaces,
+                namespaces: reconcile
+                    .namespaces
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .collect(),
                 ..ReconcileConfig::default()
             };
-            tracing::info!(rate = rc.rate, burst = rc.burst, resync_s = rc.resync.as_secs(), excluded = %rc.excluded.join(","), "reconciler started: running pods in opted-in namespaces get the hooks admission would add");
+            tracing::info!(rate = rc.rate, burst = rc.burst, resync_s = rc.resync.as_secs(), excluded = %rc.excluded.join(","), namespaces = %if rc.namespaces.is_empty() { "all".to_owned() } else { rc.namespaces.join(",") }, "reconciler started: running pods in opted-in namespaces get the hooks admission would add");
             Some(controller::spawn(
                 client,
                 Arc::new(cache),

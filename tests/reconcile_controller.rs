@@ -203,7 +203,7 @@ async fn patches_unhooked_pods_from_the_list_and_the_watch() {
     // Deleted pods leave the cache.
     state.lock().expect("lock").delete_pod("shop", "db-1");
     r.until("db-1 gone from the cache", |_, _| {
-        r.reconciler.store().state().len() == 3
+        r.reconciler.cached_pods() == 3
     })
     .await;
     r.reconciler.abort();
@@ -434,4 +434,41 @@ async fn two_reconcilers_racing_patch_each_pod_once() {
     drop(s);
     a.reconciler.abort();
     b.reconciler.abort();
+}
+
+#[tokio::test]
+async fn a_namespace_scoped_reconciler_watches_and_patches_only_its_namespaces() {
+    let state: Shared = Arc::new(Mutex::new(State::default()));
+    {
+        let mut s = state.lock().expect("lock");
+        s.add_pod(db_pod("shop", "db-0", "postgres:16", json!({})));
+        s.add_pod(db_pod("billing", "db-0", "postgres:16", json!({})));
+    }
+    let ns = Ns {
+        warn: vec![],
+        opted_in: vec!["shop", "billing"],
+    };
+    let r = start(
+        &state,
+        ns,
+        Config {
+            namespaces: vec!["shop".into()],
+            ..fast()
+        },
+    );
+    r.until("shop patched", |s, _| s.patches().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = state.lock().expect("lock");
+    assert_eq!(s.patches().len(), 1);
+    assert_eq!(s.patches()[0].path, "/api/v1/namespaces/shop/pods/db-0");
+    assert!(
+        s.log
+            .iter()
+            .all(|q| q.path.starts_with("/api/v1/namespaces/shop/")),
+        "only namespaced requests (a Role suffices): {:?}",
+        s.log.iter().map(|q| &q.path).collect::<Vec<_>>()
+    );
+    assert_eq!(r.reconciler.cached_pods(), 1);
+    drop(s);
+    r.reconciler.abort();
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub cluster_mode: Mode,
     /// Namespaces never touched (the webhook's own, kube-system, excludeNamespaces).
     pub excluded: Vec<String>,
+    /// Watch only these namespaces (one watch each, RBAC by Role); empty: all, one cluster watch.
+    pub namespaces: Vec<String>,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             backoff_max: Duration::from_secs(300),
             cluster_mode: Mode::Inject,
             excluded: vec!["kube-system".to_owned()],
+            namespaces: Vec::new(),
         }
     }
 }
@@ -115,9 +118,27 @@ pub fn slim(pod: &mut Pod) {
 
 type Key = ObjectRef<Pod>;
 
+/// The pod caches: one per watched namespace, or one for the whole cluster (`None`). Separate,
+/// because a relist replaces a reflector's whole store.
+#[derive(Clone)]
+struct Stores(Vec<(Option<String>, Store<Pod>)>);
+
+impl Stores {
+    fn get(&self, key: &Key) -> Option<Arc<Pod>> {
+        self.0
+            .iter()
+            .find(|(ns, _)| ns.is_none() || ns.as_deref() == key.namespace.as_deref())
+            .and_then(|(_, s)| s.get(key))
+    }
+
+    fn state(&self) -> Vec<Arc<Pod>> {
+        self.0.iter().flat_map(|(_, s)| s.state()).collect()
+    }
+}
+
 struct Shared {
     queue: WorkQueue<Key>,
-    store: Store<Pod>,
+    store: Stores,
     metrics: ReconcileMetrics,
     /// Pods last seen needing hooks (the `unhooked_pods` gauge).
     unhooked: Mutex<HashSet<Key>>,
@@ -175,7 +196,7 @@ impl Shared {
 /// A running reconciler; dropping it does not stop it, [`Reconciler::abort`] does.
 pub struct Reconciler {
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    store: Store<Pod>,
+    store: Stores,
 }
 
 impl Reconciler {
@@ -186,9 +207,9 @@ impl Reconciler {
         }
     }
 
-    /// The pod cache (for tests and benchmarks).
-    pub fn store(&self) -> &Store<Pod> {
-        &self.store
+    /// Pods in the cache now (for tests and benchmarks).
+    pub fn cached_pods(&self) -> usize {
+        self.store.state().len()
     }
 }
 
@@ -206,7 +227,23 @@ pub fn spawn(
     metrics: ReconcileMetrics,
     cfg: Config,
 ) -> Reconciler {
-    let (store, writer) = reflector::store();
+    let scopes: Vec<Option<String>> = if cfg.namespaces.is_empty() {
+        vec![None]
+    } else {
+        cfg.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut writers = Vec::new();
+    let mut stores = Vec::new();
+    for scope in scopes {
+        let (store, writer) = reflector::store();
+        let api: Api<Pod> = match &scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        stores.push((scope, store));
+        writers.push((api, writer));
+    }
+    let store = Stores(stores);
     let shared = Arc::new(Shared {
         queue: WorkQueue::new(cfg.queue_capacity),
         store: store.clone(),
@@ -214,7 +251,10 @@ pub fn spawn(
         unhooked: Mutex::new(HashSet::new()),
         delayed: Mutex::new(HashSet::new()),
     });
-    let watch_task = tokio::spawn(run_watch(client.clone(), writer, Arc::clone(&shared)));
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = writers
+        .into_iter()
+        .map(|(api, writer)| tokio::spawn(run_watch(api, writer, Arc::clone(&shared))))
+        .collect();
     let worker = tokio::spawn(run_worker(
         client,
         namespaces,
@@ -236,18 +276,11 @@ pub fn spawn(
             }
         })
     };
-    Reconciler {
-        tasks: vec![watch_task, worker, resync],
-        store,
-    }
+    tasks.extend([worker, resync]);
+    Reconciler { tasks, store }
 }
 
-async fn run_watch(
-    client: kube::Client,
-    writer: reflector::store::Writer<Pod>,
-    shared: Arc<Shared>,
-) {
-    let api: Api<Pod> = Api::all(client);
+async fn run_watch(api: Api<Pod>, writer: reflector::store::Writer<Pod>, shared: Arc<Shared>) {
     let stream = reflector::reflector(
         writer,
         watch(api, watcher::Config::default())
