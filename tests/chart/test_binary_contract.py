@@ -172,7 +172,8 @@ def chart_server(render, tmp_path):
 
 def test_binary_accepts_every_flag_the_chart_can_pass(render):
     flags = serve_flags()
-    for values in ({}, COMBOS["everything"], COMBOS["namespacePolicy-off-warn"]):
+    for values in ({}, COMBOS["everything"], COMBOS["namespacePolicy-off-warn"],
+                   COMBOS["reconciler"], COMBOS["reconciler-namespaces"]):
         args = render(values).container["args"]
         assert args[0] == "serve"
         unknown = sorted({flag_name(a) for a in args[1:]} - flags)

@@ -146,6 +146,9 @@ COMBOS: dict[str, dict] = {
         "prometheusRule": {"enabled": True},
         "grafanaDashboard": {"enabled": True},
     },
+    "reconciler": {"reconciler": {"enabled": True}},
+    "reconciler-namespaces": {"reconciler": {"enabled": True, "namespaces": ["shop", "billing"],
+                                             "ratePerSecond": 2.5, "burst": 3, "resync": "1m30s"}},
 }
 
 
@@ -188,16 +191,20 @@ def test_only_expected_kinds_and_namespaces(render, combo):
     r = render(COMBOS[combo])
     allowed = {
         "Deployment", "Service", "ServiceAccount", "Secret", "ConfigMap", "PodDisruptionBudget",
-        "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+        "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration", "Role", "RoleBinding",
     } | {k for _, k in CRD_KINDS}
+    # Only the reconciler's Roles live outside the release namespace, in the namespaces it was given.
+    reconciled = COMBOS[combo].get("reconciler", {}).get("namespaces", [])
     for doc in r.docs:
         assert doc["kind"] in allowed, doc["kind"]
         if doc["kind"] in CLUSTER_SCOPED:
             assert "namespace" not in doc["metadata"]
+        elif doc["kind"] in ("Role", "RoleBinding"):
+            assert doc["metadata"]["namespace"] in reconciled, doc["metadata"]
         else:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
         assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
-    names = [(d["kind"], d["metadata"]["name"]) for d in r.docs]
+    names = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in r.docs]
     assert len(names) == len(set(names)), "duplicate objects"
 
 
@@ -621,6 +628,47 @@ def test_rbac_is_read_only_namespaces(render):
     assert not r.all("Role") and not r.all("RoleBinding")
 
 
+POD_RULE = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]}
+
+
+def test_reconciler_is_off_by_default_and_grants_nothing_on_pods(render):
+    r = render()
+    assert not any(a.startswith("--reconcile") for a in r.container["args"])
+    assert POD_RULE not in r.one("ClusterRole")["rules"]
+
+
+def test_reconciler_cluster_wide_gets_pod_rights_and_the_webhook_exclusions(render):
+    r = render(deep_merge(COMBOS["reconciler"], {"webhook": {"excludeNamespaces": ["monitoring"]}}))
+    args = r.container["args"]
+    assert "--reconcile" in args
+    assert "--reconcile-rate=5" in args and "--reconcile-burst=10" in args
+    assert "--reconcile-resync=10m" in args
+    assert f"--reconcile-exclude-namespaces={NAMESPACE},kube-system,monitoring" in args
+    assert not any(a.startswith("--reconcile-namespaces") for a in args)
+    assert r.one("ClusterRole")["rules"][-1] == POD_RULE
+    assert not r.all("Role")
+
+
+def test_reconciler_scoped_to_namespaces_uses_roles_only(render):
+    r = render(COMBOS["reconciler-namespaces"])
+    args = r.container["args"]
+    assert "--reconcile-namespaces=shop,billing" in args
+    assert "--reconcile-rate=2.5" in args and "--reconcile-resync=1m30s" in args
+    assert POD_RULE not in r.one("ClusterRole")["rules"]
+    roles = {d["metadata"]["namespace"]: d for d in r.all("Role")}
+    assert sorted(roles) == ["billing", "shop"]
+    assert all(role["rules"] == [POD_RULE] for role in roles.values())
+    sa = r.one("ServiceAccount")["metadata"]["name"]
+    for b in r.all("RoleBinding"):
+        assert b["roleRef"]["name"] == roles[b["metadata"]["namespace"]]["metadata"]["name"]
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+
+
+def test_reconciler_needs_the_namespace_policy(render):
+    with pytest.raises(helm.HelmRenderError, match="reconciler.enabled needs namespacePolicy auto"):
+        render({"reconciler": {"enabled": True}, "namespacePolicy": "off"})
+
+
 def test_namespace_policy_off_drops_rbac_and_the_api_token(render):
     auto = render()
     assert auto.deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
@@ -715,6 +763,11 @@ def test_service_monitor_tls_config_override(render):
         ({"certificates": {"certManager": {"duration": "90 days"}}}, "/certificates/certManager/duration"),
         ({"prometheusRule": {"enable": True}}, "enable"),
         ({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}, "/grafanaDashboard/labels/grafana_dashboard"),
+        ({"reconciler": {"enabled": "yes"}}, "/reconciler/enabled"),
+        ({"reconciler": {"ratePerSecond": 0}}, "/reconciler/ratePerSecond"),
+        ({"reconciler": {"resync": "10 minutes"}}, "/reconciler/resync"),
+        ({"reconciler": {"namespaces": ["Shop"]}}, "/reconciler/namespaces"),
+        ({"reconciler": {"leaderElection": True}}, "leaderElection"),
     ],
 )
 def test_schema_rejects_invalid_values(chart, render, values, where):
