@@ -95,7 +95,7 @@ fn shop_ns() -> Ns {
 
 impl Running {
     async fn until(&self, what: &str, cond: impl Fn(&State, &str) -> bool) {
-        for _ in 0..400 {
+        for _ in 0..2000 {
             {
                 let s = self.state.lock().expect("lock");
                 if cond(&s, &self.metrics.encode()) {
@@ -470,5 +470,36 @@ async fn a_namespace_scoped_reconciler_watches_and_patches_only_its_namespaces()
     );
     assert_eq!(r.reconciler.cached_pods(), 1);
     drop(s);
+    r.reconciler.abort();
+}
+
+/// Regression: a relist reaches the cache only when complete, so pods of a multi-page list must
+/// be queued then, not as each page arrives (the first benchmark patched only page one).
+#[tokio::test]
+async fn every_pod_of_a_multi_page_list_is_reconciled() {
+    let state: Shared = Arc::new(Mutex::new(State::default()));
+    {
+        let mut s = state.lock().expect("lock");
+        for i in 0..1_100 {
+            s.add_pod(db_pod(
+                "shop",
+                &format!("db-{i:04}"),
+                "postgres:16",
+                json!({}),
+            ));
+        }
+    }
+    let r = start(&state, shop_ns(), fast());
+    r.until("all 1100 patched", |_, m| {
+        metric(
+            m,
+            r#"velero_hook_injector_reconcile_total{outcome="patched"} 1100"#,
+        )
+    })
+    .await;
+    assert!(
+        state.lock().expect("lock").lists() >= 3,
+        "paged: 500 + 500 + 100"
+    );
     r.reconciler.abort();
 }

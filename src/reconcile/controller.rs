@@ -2,7 +2,7 @@
 //! but does not to the state admission would have produced.
 //!
 //! One watch over all pods (kube's watcher: paged initial list, bookmarks, relist after 410 Gone,
-//! backoff while the API is unreachable or forbidden) fills a cache of slimmed pods. Every event
+//! backoff while the API is unreachable or forbidden) fills a cache of compact pods ([`CachedPod`]). Every event
 //! queues the pod's key once ([`WorkQueue`]); one worker takes keys in order, decides on the
 //! cached pod ([`decide::decide`]), and patches through [`apply::patch_pod`] at a bounded rate
 //! ([`TokenBucket`]). A failed patch is retried with exponential backoff per pod; a periodic
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -25,6 +25,7 @@ use kube::runtime::{WatchStreamExt, watcher as watch};
 
 use crate::policy::Mode;
 use crate::reconcile::apply::{self, PodResult};
+use crate::reconcile::cache::CachedPod;
 use crate::reconcile::decide::{self, Action, Inputs, Namespaces};
 use crate::reconcile::metrics::ReconcileMetrics;
 use crate::reconcile::queue::{Pushed, WorkQueue};
@@ -88,50 +89,22 @@ impl Default for Config {
     }
 }
 
-/// Keeps only what the decision and the patch read: metadata without managedFields, each
-/// container's name, image, command and mounts, the volumes, the phase. With 10,000 pods in the
-/// cache this is most of the reconciler's memory (BENCHMARKS.md).
-pub fn slim(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    if let Some(spec) = pod.spec.take() {
-        pod.spec = Some(PodSpec {
-            containers: spec
-                .containers
-                .into_iter()
-                .map(|c| Container {
-                    name: c.name,
-                    image: c.image,
-                    command: c.command,
-                    volume_mounts: c.volume_mounts,
-                    ..Container::default()
-                })
-                .collect(),
-            volumes: spec.volumes,
-            ..PodSpec::default()
-        });
-    }
-    pod.status = pod.status.take().map(|s| PodStatus {
-        phase: s.phase,
-        ..PodStatus::default()
-    });
-}
-
-type Key = ObjectRef<Pod>;
+type Key = ObjectRef<CachedPod>;
 
 /// The pod caches: one per watched namespace, or one for the whole cluster (`None`). Separate,
 /// because a relist replaces a reflector's whole store.
 #[derive(Clone)]
-struct Stores(Vec<(Option<String>, Store<Pod>)>);
+struct Stores(Vec<(Option<String>, Store<CachedPod>)>);
 
 impl Stores {
-    fn get(&self, key: &Key) -> Option<Arc<Pod>> {
+    fn get(&self, key: &Key) -> Option<Arc<CachedPod>> {
         self.0
             .iter()
             .find(|(ns, _)| ns.is_none() || ns.as_deref() == key.namespace.as_deref())
             .and_then(|(_, s)| s.get(key))
     }
 
-    fn state(&self) -> Vec<Arc<Pod>> {
+    fn state(&self) -> Vec<Arc<CachedPod>> {
         self.0.iter().flat_map(|(_, s)| s.state()).collect()
     }
 }
@@ -236,12 +209,12 @@ pub fn spawn(
     let mut stores = Vec::new();
     for scope in scopes {
         let (store, writer) = reflector::store();
-        let api: Api<Pod> = match &scope {
+        let api: Api<CachedPod> = match &scope {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        stores.push((scope, store));
-        writers.push((api, writer));
+        stores.push((scope, store.clone()));
+        writers.push((api, writer, store));
     }
     let store = Stores(stores);
     let shared = Arc::new(Shared {
@@ -253,7 +226,9 @@ pub fn spawn(
     });
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = writers
         .into_iter()
-        .map(|(api, writer)| tokio::spawn(run_watch(api, writer, Arc::clone(&shared))))
+        .map(|(api, writer, store)| {
+            tokio::spawn(run_watch(api, writer, store, Arc::clone(&shared)))
+        })
         .collect();
     let worker = tokio::spawn(run_worker(
         client,
@@ -280,27 +255,30 @@ pub fn spawn(
     Reconciler { tasks, store }
 }
 
-async fn run_watch(api: Api<Pod>, writer: reflector::store::Writer<Pod>, shared: Arc<Shared>) {
+async fn run_watch(
+    api: Api<CachedPod>,
+    writer: reflector::store::Writer<CachedPod>,
+    store: Store<CachedPod>,
+    shared: Arc<Shared>,
+) {
     let stream = reflector::reflector(
         writer,
-        watch(api, watcher::Config::default())
-            .modify(slim)
-            .default_backoff(),
+        watch(api, watcher::Config::default()).default_backoff(),
     );
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
-            Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
-                shared.enqueue(ObjectRef::from_obj(&pod));
-            }
+            Ok(Event::Apply(pod)) => shared.enqueue(ObjectRef::from_obj(&pod)),
+            // A (re)list reaches the store only at InitDone, all at once: queue its pods then,
+            // or the worker could look for them before they are there.
+            Ok(Event::InitApply(_) | Event::Init) => {}
             Ok(Event::Delete(pod)) => shared.set_unhooked(&ObjectRef::from_obj(&pod), false),
-            Ok(Event::Init) => {}
             Ok(Event::InitDone) => {
                 shared.forget_missing();
-                tracing::info!(
-                    pods = shared.store.state().len(),
-                    "reconciler: pod cache synced"
-                );
+                for pod in store.state() {
+                    shared.enqueue(ObjectRef::from_obj(pod.as_ref()));
+                }
+                tracing::info!(pods = store.state().len(), "reconciler: pod cache synced");
             }
             Err(e) => {
                 shared.metrics.watch_errors.inc();
@@ -336,11 +314,19 @@ async fn run_worker(
     loop {
         let key = shared.queue.pop().await;
         shared.metrics.queue_depth.set(shared.queue.len() as i64);
-        let Some(pod) = shared.store.get(&key) else {
+        let Some(cached) = shared.store.get(&key) else {
             shared.set_unhooked(&key, false);
             failures.remove(&key);
             reported.remove(&key);
             continue;
+        };
+        let pod = match cached.pod() {
+            Ok(pod) => pod,
+            Err(e) => {
+                // Cannot happen for JSON this process wrote; never worth a crash.
+                tracing::error!(error = %e, pod = %key, "reconciler: cached pod does not decode; skipped");
+                continue;
+            }
         };
         let lib = library.current();
         let inputs = Inputs {
@@ -378,8 +364,7 @@ async fn run_worker(
         }
         bucket.acquire().await;
         let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        let result =
-            apply::patch_pod(&api, (*pod).clone(), |p| decide::decide(p, &inputs), false).await;
+        let result = apply::patch_pod(&api, pod, |p| decide::decide(p, &inputs), false).await;
         match result {
             PodResult::Patched {
                 plan, conflicts, ..
@@ -436,32 +421,5 @@ mod tests {
             .map(|n| backoff(&cfg, *n).as_secs())
             .collect();
         assert_eq!(got, [1, 2, 4, 256, 300, 300]);
-    }
-
-    #[test]
-    fn slim_keeps_what_the_decision_reads() {
-        let mut pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "namespace": "n", "resourceVersion": "3",
-                "annotations": {"a": "b"},
-                "managedFields": [{"manager": "m", "operation": "Update"}]},
-            "spec": {"containers": [{"name": "db", "image": "postgres:16", "env": [{"name": "X", "value": "y"}],
-                "volumeMounts": [{"name": "d", "mountPath": "/d"}]}],
-                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}], "nodeName": "w"},
-            "status": {"phase": "Running", "podIP": "10.0.0.1"}
-        }))
-        .expect("pod");
-        slim(&mut pod);
-        let v = serde_json::to_value(&pod).expect("json");
-        assert_eq!(
-            v,
-            serde_json::json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "namespace": "n", "resourceVersion": "3", "annotations": {"a": "b"}},
-                "spec": {"containers": [{"name": "db", "image": "postgres:16",
-                    "volumeMounts": [{"name": "d", "mountPath": "/d"}]}],
-                    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}]},
-                "status": {"phase": "Running"}
-            })
-        );
     }
 }

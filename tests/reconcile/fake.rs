@@ -244,17 +244,41 @@ fn answer(s: &mut State, req: Recorded) -> Response<Body> {
                 ),
             }
         }
+        // A watch: answered by `watch_answer`, never with the list (which would be built for nothing).
+        (Method::GET, "pods", None) if req.query.contains("watch=true") => respond(200, &json!({})),
         (Method::GET, "pods", None) => {
-            let items: Vec<Value> = s
+            // Paged like kube-apiserver: `limit`, and `continue` as the offset of the next page.
+            let param = |k: &str| {
+                req.query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                    .map(str::to_owned)
+            };
+            let limit = param("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(usize::MAX);
+            let offset = param("continue")
+                .and_then(|c| c.parse::<usize>().ok())
+                .unwrap_or(0);
+            let all: Vec<&Value> = s
                 .pods
                 .iter()
                 .filter(|((n, _), _)| ns.as_ref().is_none_or(|want| want == n))
-                .map(|(_, p)| p.clone())
+                .map(|(_, p)| p)
                 .collect();
+            let page: Vec<Value> = all
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|p| (*p).clone())
+                .collect();
+            let mut metadata = json!({"resourceVersion": s.rv.to_string()});
+            if offset + page.len() < all.len() {
+                metadata["continue"] = json!((offset + page.len()).to_string());
+            }
             respond(
                 200,
-                &json!({"kind": "PodList", "apiVersion": "v1",
-                "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
+                &json!({"kind": "PodList", "apiVersion": "v1", "metadata": metadata, "items": page}),
             )
         }
         (Method::PATCH, "pods", Some(name)) => {
