@@ -164,7 +164,7 @@ mod tests {
                     {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                      "metadata": {"name": "shop", "resourceVersion": "90", "annotations": {"velero-hook-injector.io/mode": "warn"}}},
                     {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                     "metadata": {"name": "billing", "resourceVersion": "91"}}
+                     "metadata": {"name": "billing", "resourceVersion": "91", "labels": {"velero-hook-injector.io/inject": "enabled"}}}
                 ]
             });
             send.send_response(
@@ -179,6 +179,12 @@ mod tests {
         let shop = wait_for(&cache, "shop", &NamespaceView::Known(Some("warn".into()))).await;
         assert_eq!(shop, NamespaceView::Known(Some("warn".into())));
         assert_eq!(cache.lookup("billing"), NamespaceView::Known(None));
+        // The reconciler's opt-in check reads the same cache.
+        let opt_in = |ns| cache.has_label(ns, "velero-hook-injector.io/inject", "enabled");
+        assert_eq!(
+            (opt_in("billing"), opt_in("shop"), opt_in("brand-new")),
+            (Some(true), Some(false), None)
+        );
         assert!(matches!(
             cache.lookup("brand-new"),
             NamespaceView::Unknown(_)

@@ -352,8 +352,13 @@ async fn run_worker(
                 continue;
             }
             Action::Wait(why) => {
-                tracing::debug!(%namespace, pod = %name, reason = %why, "reconciler: waiting");
-                shared.retry_later(key, cfg.backoff_base);
+                // Backs off like a failure: a namespace cache that stays unsynced (RBAC on
+                // namespaces missing) must not turn every cached pod into a retry per second.
+                let n = failures.entry(key.clone()).or_insert(0);
+                *n += 1;
+                let delay = backoff(&cfg, *n);
+                tracing::debug!(%namespace, pod = %name, reason = %why, retry_in_s = delay.as_secs_f64(), "reconciler: waiting");
+                shared.retry_later(key, delay);
                 continue;
             }
             Action::Leave(_) => {
