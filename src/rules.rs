@@ -1215,7 +1215,7 @@ pub fn missing_hooks(pod: &Pod, library: &Library) -> Option<Finding> {
         format!("{}command", velero::PRE_BACKUP),
         rule::MISSING_HOOKS,
         format!(
-            "container {container:?} runs a database the {template:?} template covers, but the pod has no Velero backup hooks: its backups are crash-consistent at best. The pod was created before the webhook was installed, or outside an opted-in namespace. Fix: label the namespace {}=enabled and restart the workload (kubectl rollout restart …), or add the hooks shown by `velero-hook-injector templates show {template} --container {container}`.",
+            "container {container:?} runs a database the {template:?} template covers, but the pod has no Velero backup hooks: its backups are crash-consistent at best. The pod was created before the webhook was installed, while it was down, or outside an opted-in namespace. Fix: label the namespace {}=enabled, then run `velero-hook-injector audit --apply` (or serve --reconcile) to add the hooks to the running pod, or restart the workload (kubectl rollout restart …).",
             keys::NAMESPACE_OPT_IN
         ),
     ))
@@ -1301,7 +1301,7 @@ pub fn template_drift(annotations: &Annotations, library: &Library) -> Option<Fi
         keys::INJECTED,
         rule::TEMPLATE_DRIFT,
         format!(
-            "the hooks differ from template {name:?} as it is now ({}): the template changed after this pod was created, and Velero runs the old hooks. Fix: restart the pod (its workload, e.g. kubectl rollout restart) so the webhook injects the current ones.",
+            "the hooks differ from template {name:?} as it is now ({}): the template changed after this pod was created, and Velero runs the old hooks. Fix: `velero-hook-injector audit --apply --include-drift` updates the running pod, or restart it (its workload, e.g. kubectl rollout restart) so the webhook injects the current ones.",
             differing.join(", ")
         ),
     ))

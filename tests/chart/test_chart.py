@@ -854,7 +854,7 @@ def test_helm_install_client_dry_run(combo):
 
 def test_packaged_chart_renders_the_same(tmp_path, render):
     archive = helm.package(str(CHART_DIR), destination=str(tmp_path))
-    assert archive.endswith("velero-hook-injector-0.1.0.tgz")
+    assert archive.endswith("velero-hook-injector-0.2.0.tgz")
     with helm.Chart.load(archive) as packed:
         r = parse(packed.render({}, name=RELEASE, namespace=NAMESPACE))
         assert packed.schema is not None
