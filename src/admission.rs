@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use std::collections::BTreeMap;
 
+use crate::backup_method::ClusterDefaults;
 use crate::detect::{self, Outcome};
 use crate::patch;
 use crate::policy::{self, Mode, NamespaceLookup, NoNamespaces};
@@ -144,6 +145,8 @@ pub struct Context<'a> {
     pub cluster_mode: Mode,
     /// Per-namespace policy.
     pub namespaces: &'a dyn NamespaceLookup,
+    /// What the cluster's Backups do with volumes by default.
+    pub backup_defaults: ClusterDefaults,
 }
 
 /// Answers one AdmissionReview request body in `inject` mode, with no namespace policy.
@@ -154,6 +157,7 @@ pub fn review(body: &[u8], library: &Library) -> Result<Reviewed, ReviewError> {
             library,
             cluster_mode: Mode::Inject,
             namespaces: &NoNamespaces,
+            backup_defaults: ClusterDefaults::default(),
         },
     )
 }
@@ -441,7 +445,7 @@ impl Mutation {
 
 /// Decides what admission does with `pod` in `namespace`. Pure apart from the namespace lookup.
 pub fn mutate(pod: &Pod, namespace: &str, ctx: &Context<'_>) -> Mutation {
-    let decision = detect::decide(pod, ctx.library);
+    let decision = detect::decide_with(pod, ctx.library, ctx.backup_defaults);
     // The namespace is looked up only for pods that matter, keeping the common path cheap.
     let effective = if decision.outcome == Outcome::NoDatabase {
         policy::effective_mode(ctx.cluster_mode, &policy::NamespaceView::Known(None))
@@ -618,6 +622,7 @@ mod tests {
             library: &lib,
             cluster_mode,
             namespaces: &Fixed(view),
+            backup_defaults: ClusterDefaults::default(),
         };
         let out = review_with(&serde_json::to_vec(v).expect("ser"), &ctx).expect("reviewed");
         serde_json::from_slice(&out.body).expect("json")

@@ -5,6 +5,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume};
 
+use crate::backup_method::{self, BackupMethod, ClusterDefaults, Method};
 use crate::image::ImageRef;
 use crate::keys;
 use crate::template::{Library, Template};
@@ -79,6 +80,8 @@ pub struct Decision {
     pub add: BTreeMap<String, String>,
     /// Messages for the API client (kubectl prints admission warnings).
     pub warnings: Vec<String>,
+    /// How Velero copies the chosen container's data, when a container was chosen.
+    pub backup: Option<BackupMethod>,
 }
 
 impl Decision {
@@ -89,6 +92,7 @@ impl Decision {
             container: None,
             add: BTreeMap::new(),
             warnings: Vec::new(),
+            backup: None,
         }
     }
 
@@ -250,15 +254,21 @@ pub fn control_problems(pod: &Pod) -> Vec<ControlProblem> {
     out
 }
 
-/// Decides what to inject into `pod`. Pure: no I/O, no clock.
+/// Decides what to inject into `pod`, assuming Backups default to snapshots. Pure.
 pub fn decide(pod: &Pod, library: &Library) -> Decision {
-    let mut d = decide_hooks(pod, library);
+    decide_with(pod, library, ClusterDefaults::default())
+}
+
+/// Decides what to inject into `pod` under the cluster's Backup `defaults`. Pure: no I/O, no
+/// clock.
+pub fn decide_with(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Decision {
+    let mut d = decide_hooks(pod, library, defaults);
     let problems = control_problems(pod).into_iter().map(|p| p.message);
     d.warnings.splice(0..0, problems);
     d
 }
 
-fn decide_hooks(pod: &Pod, library: &Library) -> Decision {
+fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Decision {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
@@ -427,6 +437,18 @@ fn decide_hooks(pod: &Pod, library: &Library) -> Decision {
         ));
     }
 
+    let data_volumes = data_volumes(container, spec);
+    let method = backup_method::backup_method(annotations, spec, &data_volumes, defaults);
+    if let Some(p) = &method.problem {
+        d.warnings.push(format!("velero-hook-injector: {p}"));
+    }
+    let strategy = format!("backup method {}: {}", method.method, method.reason);
+    let template_warning = match (&template.fs_backup, method.method) {
+        (Some(fs), Method::FsBackup) => Some(&fs.warning),
+        _ => template.warning.as_ref(),
+    };
+    d.backup = Some(method);
+
     let user_backup = annotations.keys().any(|k| velero::is_backup_hook_key(k));
     let user_restore = annotations.keys().any(|k| velero::is_restore_hook_key(k));
     let mut add = template.annotations(&container.name);
@@ -461,10 +483,10 @@ fn decide_hooks(pod: &Pod, library: &Library) -> Decision {
     );
     d.add = add;
     let mut msg = format!(
-        "velero-hook-injector: injected {} hooks into container {:?}",
+        "velero-hook-injector: injected {} hooks into container {:?} ({strategy})",
         template.name, container.name
     );
-    if let Some(w) = &template.warning {
+    if let Some(w) = template_warning {
         msg.push_str(": ");
         msg.push_str(w);
     }
@@ -531,16 +553,22 @@ fn is_data_volume(v: &Volume) -> bool {
 }
 
 fn mounts_data_volume(c: &Container, spec: &PodSpec) -> bool {
+    !data_volumes(c, spec).is_empty()
+}
+
+/// Names of the data volumes `c` mounts, in mount order, each once.
+fn data_volumes<'a>(c: &'a Container, spec: &PodSpec) -> Vec<&'a str> {
     let volumes = spec.volumes.as_deref().unwrap_or_default();
-    c.volume_mounts
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .any(|m| {
-            volumes
-                .iter()
-                .any(|v| v.name == m.name && is_data_volume(v))
-        })
+    let mut out: Vec<&str> = Vec::new();
+    for m in c.volume_mounts.as_deref().unwrap_or_default() {
+        let data = volumes
+            .iter()
+            .any(|v| v.name == m.name && is_data_volume(v));
+        if data && !out.contains(&m.name.as_str()) {
+            out.push(&m.name);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -770,6 +798,34 @@ mod tests {
         assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::JobPod);
         let p = json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}});
         assert_eq!(decide(&pod(p), &lib()).outcome, Outcome::NoDataVolume);
+    }
+
+    #[test]
+    fn the_warning_names_the_backup_method_and_its_limits() {
+        let d = decide(&pod(db_pod("postgres:16")), &lib());
+        let m = d.backup.expect("a container was chosen");
+        assert_eq!(m.method, Method::Snapshot);
+        assert!(
+            d.warnings[0].contains("(backup method snapshot: "),
+            "{:?}",
+            d.warnings
+        );
+        assert!(d.warnings[0].contains("consistent with CSI snapshots"));
+        let mut p = db_pod("postgres:16");
+        p["metadata"]["annotations"] = json!({"backup.velero.io/backup-volumes": "data"});
+        let d = decide(&pod(p.clone()), &lib());
+        assert_eq!(d.backup.as_ref().map(|m| m.method), Some(Method::FsBackup));
+        assert!(
+            d.warnings[0].contains("CHECKPOINT does NOT make a file-by-file copy consistent"),
+            "{:?}",
+            d.warnings
+        );
+        assert!(!d.add.keys().any(|k| k.starts_with("backup.velero.io/")));
+        let defaults = ClusterDefaults {
+            default_volumes_to_fs_backup: true,
+        };
+        let d = decide_with(&pod(db_pod("postgres:16")), &lib(), defaults);
+        assert_eq!(d.backup.map(|m| m.method), Some(Method::FsBackup));
     }
 
     #[test]

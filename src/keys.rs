@@ -12,3 +12,5 @@ pub const CONTAINER: &str = "velero-hook-injector.io/container";
 pub const INJECTED: &str = "velero-hook-injector.io/injected";
 /// Pod annotation written by the webhook: why a detected database was deliberately skipped.
 pub const SKIPPED: &str = "velero-hook-injector.io/skipped";
+/// Pod annotation: `snapshot` or `fs-backup` forces how the hooks assume Velero copies the data.
+pub const BACKUP_METHOD: &str = "velero-hook-injector.io/backup-method";

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod backup_method;
 pub mod connection;
 pub mod detect;
 pub mod image;

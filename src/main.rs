@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use velero_hook_injector::backup_method::ClusterDefaults;
 use velero_hook_injector::namespaces::NamespaceCache;
 use velero_hook_injector::policy::{Mode, NamespaceLookup, NoNamespaces};
 use velero_hook_injector::reconcile::apply::{self, ApplyOptions};
@@ -104,6 +105,12 @@ enum Command {
         worker_threads: Option<std::num::NonZeroUsize>,
         #[command(flatten)]
         reconcile: ReconcileArgs,
+        /// Assume Velero Backups copy every volume with file-system backup (kopia) unless a pod
+        /// lists it in backup.velero.io/backup-volumes-excludes, as with `velero install
+        /// --default-volumes-to-fs-backup`. The webhook cannot read Velero's settings: set this
+        /// to match them, so that file-system-backup pods are told their hooks' limits.
+        #[arg(long, env = "VHI_DEFAULT_VOLUMES_TO_FS_BACKUP")]
+        default_volumes_to_fs_backup: bool,
     },
     /// Print manifests (files or stdin, YAML or JSON, multi-document) as the webhook would leave
     /// their pods. Warnings go to stderr.
@@ -123,6 +130,12 @@ enum Command {
         /// Format of the --check findings.
         #[arg(long, value_enum, default_value = "table", requires = "check")]
         output: OutputFormat,
+        /// Assume Velero Backups copy every volume with file-system backup (kopia) unless a pod
+        /// lists it in backup.velero.io/backup-volumes-excludes, as with `velero install
+        /// --default-volumes-to-fs-backup`. The webhook cannot read Velero's settings: set this
+        /// to match them, as the server's flag.
+        #[arg(long, env = "VHI_DEFAULT_VOLUMES_TO_FS_BACKUP")]
+        default_volumes_to_fs_backup: bool,
     },
     /// Report pods in a cluster whose Velero hooks are missing, break Velero's rules, or differ
     /// from the current template; with --apply, add the missing hooks to the running pods. Uses
@@ -335,6 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             namespace_policy,
             worker_threads,
             reconcile,
+            default_volumes_to_fs_backup,
         } => {
             init_logging(log_format);
             let (cert, key) = match (tls_cert, tls_key) {
@@ -363,7 +377,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(serve(cfg, mode, templates, namespace_policy, reconcile))
+            let defaults = ClusterDefaults {
+                default_volumes_to_fs_backup,
+            };
+            runtime.block_on(serve(
+                cfg,
+                mode,
+                templates,
+                namespace_policy,
+                reconcile,
+                defaults,
+            ))
         }
         Command::Render {
             files,
@@ -376,8 +400,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             files,
             patch,
             templates,
+            default_volumes_to_fs_backup,
             ..
-        } => render_command(&files, patch, templates.as_deref()),
+        } => render_command(
+            &files,
+            patch,
+            templates.as_deref(),
+            ClusterDefaults {
+                default_volumes_to_fs_backup,
+            },
+        ),
         Command::Audit {
             namespace,
             all_namespaces,
@@ -462,9 +494,10 @@ async fn serve(
     templates: Option<PathBuf>,
     namespace_policy: NamespacePolicy,
     reconcile: ReconcileArgs,
+    backup_defaults: ClusterDefaults,
 ) -> anyhow::Result<()> {
     let library = library(templates.as_deref())?;
-    tracing::info!(templates = %library.names().join(","), %mode, "template library loaded");
+    tracing::info!(templates = %library.names().join(","), %mode, default_volumes_to_fs_backup = backup_defaults.default_volumes_to_fs_backup, "template library loaded");
     let mut api: Option<(kube::Client, NamespaceCache)> = None;
     let namespaces: Arc<dyn NamespaceLookup> = match namespace_policy {
         NamespacePolicy::Off => Arc::new(NoNamespaces),
@@ -481,7 +514,9 @@ async fn serve(
         },
     };
     let reload_interval = cfg.reload_interval;
-    let mut state = AppState::new(library).with_policy(mode, namespaces);
+    let mut state = AppState::new(library)
+        .with_policy(mode, namespaces)
+        .with_backup_defaults(backup_defaults);
     let reconcile_metrics = reconcile
         .enabled
         .then(|| ReconcileMetrics::register(state.metrics.registry_mut()));
@@ -559,6 +594,7 @@ fn render_command(
     files: &[PathBuf],
     print_patch: bool,
     templates: Option<&std::path::Path>,
+    defaults: ClusterDefaults,
 ) -> anyhow::Result<()> {
     let library = library(templates)?;
     let inputs = read_inputs(files)?;
@@ -566,7 +602,7 @@ fn render_command(
     let mut first = true;
     for (name, text) in &inputs {
         for (i, doc) in render::parse_documents(name, text)?.into_iter().enumerate() {
-            let r = render::render(name, i + 1, doc, &library)?;
+            let r = render::render_with(name, i + 1, doc, &library, defaults)?;
             for w in &r.warnings {
                 eprintln!("Warning: {}: {w}", r.subject);
             }
@@ -754,6 +790,15 @@ fn templates_command(
             println!("# {} ({})\n# {}", t.name, t.engine, t.description.trim());
             if let Some(r) = &t.matcher.versions {
                 println!("# versions: {r}");
+            }
+            // Which of the two a pod gets is in its admission warning and in `render`'s.
+            let snapshot = t.warning.as_deref().unwrap_or("as described above");
+            println!("# backup method snapshot: {snapshot}");
+            match &t.fs_backup {
+                Some(fs) => println!("# backup method fs-backup: {}", fs.warning),
+                None => println!(
+                    "# backup method fs-backup: the same hooks; this template says nothing about file-by-file copies"
+                ),
             }
             let annotations = t.annotations(&container);
             println!("{}", serde_json::to_string_pretty(&annotations)?);

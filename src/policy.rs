@@ -242,6 +242,7 @@ mod tests {
             warnings: vec![
                 "velero-hook-injector: injected mariadb hooks into container \"db\"".into(),
             ],
+            backup: None,
         }
     }
 

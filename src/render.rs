@@ -4,6 +4,7 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
+use crate::backup_method::ClusterDefaults;
 use crate::detect::{self, Outcome};
 use crate::patch;
 use crate::template::Library;
@@ -96,12 +97,29 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Value>, Rend
     Ok(out)
 }
 
-/// Renders one manifest.
+/// Renders one manifest, assuming Backups default to snapshots.
 pub fn render(
+    source_name: &str,
+    index: usize,
+    manifest: Value,
+    library: &Library,
+) -> Result<Rendered, RenderError> {
+    render_with(
+        source_name,
+        index,
+        manifest,
+        library,
+        ClusterDefaults::default(),
+    )
+}
+
+/// Renders one manifest as a webhook run with the Backup `defaults` would leave it.
+pub fn render_with(
     source_name: &str,
     index: usize,
     mut manifest: Value,
     library: &Library,
+    defaults: ClusterDefaults,
 ) -> Result<Rendered, RenderError> {
     let kind = manifest["kind"].as_str().unwrap_or_default().to_owned();
     let name = manifest
@@ -154,7 +172,7 @@ pub fn render(
         name: name.clone(),
         reason: e.to_string(),
     })?;
-    let decision = detect::decide(&pod, library);
+    let decision = detect::decide_with(&pod, library, defaults);
     let p = patch::add_annotations(pod.metadata.annotations.as_ref(), &decision.add);
     // The patch only adds under /metadata/annotations, which exists or is created by the patch.
     let _ = json_patch::patch(template, &p);

@@ -19,6 +19,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 
 use crate::admission::{self, Context};
+use crate::backup_method::ClusterDefaults;
 use crate::connection;
 use crate::metrics::Metrics;
 use crate::policy::{Mode, NamespaceLookup, NoNamespaces};
@@ -36,6 +37,7 @@ pub struct AppState {
     ready: AtomicBool,
     cluster_mode: Mode,
     namespaces: Arc<dyn NamespaceLookup>,
+    backup_defaults: ClusterDefaults,
 }
 
 impl AppState {
@@ -51,7 +53,14 @@ impl AppState {
             ready: AtomicBool::new(false),
             cluster_mode: Mode::Inject,
             namespaces: Arc::new(NoNamespaces),
+            backup_defaults: ClusterDefaults::default(),
         }
+    }
+
+    /// Sets what the cluster's Backups do with volumes by default (`--default-volumes-to-fs-backup`).
+    pub fn with_backup_defaults(mut self, defaults: ClusterDefaults) -> Self {
+        self.backup_defaults = defaults;
+        self
     }
 
     /// Sets the cluster-wide mode and where per-namespace modes are read from.
@@ -254,6 +263,7 @@ async fn mutate(
         library: &library,
         cluster_mode: state.cluster_mode,
         namespaces: state.namespaces.as_ref(),
+        backup_defaults: state.backup_defaults,
     };
     match admission::review_with(&body, &ctx) {
         Ok(reviewed) => {

@@ -65,6 +65,18 @@ pub struct Template {
     pub warning: Option<String>,
     /// The hooks.
     pub hooks: Hooks,
+    /// What changes when Velero copies the data volume with file-system backup (kopia).
+    #[serde(default)]
+    pub fs_backup: Option<FsBackup>,
+}
+
+/// A template's behaviour under Velero's file-system backup, which copies the volume file by
+/// file while the database runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FsBackup {
+    /// Replaces `warning` for such pods: what the hooks guarantee for a live file copy.
+    pub warning: String,
 }
 
 /// Image match rules of a template.

@@ -116,6 +116,9 @@ pub fn decide(pod: &Pod, inputs: &Inputs<'_>) -> Action {
         library: inputs.library,
         cluster_mode: inputs.cluster_mode,
         namespaces: inputs.namespaces,
+        // The reconciler does not take --default-volumes-to-fs-backup yet: a pod counts as
+        // file-system backup here only through its own annotations.
+        backup_defaults: crate::backup_method::ClusterDefaults::default(),
     };
     let m = admission::mutate(pod, namespace, &ctx);
     if m.degraded {

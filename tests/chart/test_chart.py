@@ -140,7 +140,7 @@ COMBOS: dict[str, dict] = {
         "rbac": {"create": False},
         "serviceAccount": {"create": False, "name": "existing"},
     },
-    "namespacePolicy-off-warn": {"namespacePolicy": "off", "mode": "warn"},
+    "namespacePolicy-off-warn": {"namespacePolicy": "off", "mode": "warn", "defaultVolumesToFsBackup": True},
     "monitoring": {
         "serviceMonitor": {"enabled": True},
         "prometheusRule": {"enabled": True},
@@ -521,6 +521,12 @@ def test_mode_log_format_and_extra_args(render):
     assert "--mode=warn" in c["args"] and "--log-format=text" in c["args"]
     assert "--mode=enforce" in render({"mode": "enforce"}).container["args"]
     assert c["args"][-1] == "--drain-timeout=8s"
+
+
+def test_default_volumes_to_fs_backup_flag(render):
+    assert "--default-volumes-to-fs-backup" not in render().container["args"]
+    on = render({"defaultVolumesToFsBackup": True}).container["args"]
+    assert "--default-volumes-to-fs-backup" in on
 
 
 def test_probes_are_https(render):

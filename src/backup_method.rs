@@ -1,0 +1,341 @@
+//! How Velero will copy a database's data volume — an atomic snapshot or a file-by-file
+//! file-system backup (kopia) — read from the pod as Velero reads it. The hooks a database needs
+//! depend on it: a CHECKPOINT or a short lock makes a snapshot consistent, never a live file copy.
+//!
+//! Velero decides per volume: with the Backup's `defaultVolumesToFsBackup` false, volumes listed
+//! in `backup.velero.io/backup-volumes` go to file-system backup; with it true, every volume not
+//! listed in `backup.velero.io/backup-volumes-excludes` does. Both lists are split on `,` with no
+//! trimming (`"data, logs"` names `data` and `" logs"`). The webhook cannot read Velero's server
+//! flags or the Backup, so the cluster's default is its own setting
+//! (`--default-volumes-to-fs-backup`); a pod can force either answer with
+//! `velero-hook-injector.io/backup-method`. Volume policies in `Backup.spec.resourcePolicy`
+//! override the annotations and are invisible here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{PodSpec, Volume};
+
+use crate::keys;
+
+/// Velero's opt-in list for file-system backup (used when the default is snapshots).
+pub const BACKUP_VOLUMES: &str = "backup.velero.io/backup-volumes";
+/// Velero's opt-out list (used when the default is file-system backup).
+pub const BACKUP_VOLUMES_EXCLUDES: &str = "backup.velero.io/backup-volumes-excludes";
+
+/// How a pod's data reaches the backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// A volume snapshot (CSI or a cloud provider's), atomic per volume.
+    Snapshot,
+    /// Velero's file-system backup: the node agent copies the files one by one while the pod runs.
+    FsBackup,
+}
+
+impl Method {
+    /// The spelling of `velero-hook-injector.io/backup-method`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Snapshot => "snapshot",
+            Method::FsBackup => "fs-backup",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "snapshot" => Some(Method::Snapshot),
+            "fs-backup" => Some(Method::FsBackup),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the webhook assumes about the cluster's Backups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterDefaults {
+    /// Backups are taken with `defaultVolumesToFsBackup: true` (`velero install
+    /// --default-volumes-to-fs-backup`, or set on each Backup or Schedule).
+    pub default_volumes_to_fs_backup: bool,
+}
+
+/// The method a pod's data volumes get, and why: the sentence the warnings print.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupMethod {
+    /// The method the hooks are chosen for.
+    pub method: Method,
+    /// Why, in words a user can check against the pod (names the annotation or setting).
+    pub reason: String,
+    /// The container's data volumes Velero copies file by file (empty for a forced method).
+    pub fs_volumes: Vec<String>,
+    /// A problem with the pod's own settings, with the fix; `None` when there is none.
+    pub problem: Option<String>,
+}
+
+/// Velero's list annotations: split on `,`, no trimming, as Velero does.
+fn listed<'a>(annotations: &'a BTreeMap<String, String>, key: &str) -> Vec<&'a str> {
+    annotations
+        .get(key)
+        .map(|v| v.split(',').collect())
+        .unwrap_or_default()
+}
+
+/// Velero's file-system backup skips these volume types whatever the annotations say.
+fn fs_backup_copies(v: &Volume) -> bool {
+    v.host_path.is_none()
+        && v.secret.is_none()
+        && v.config_map.is_none()
+        && v.projected.is_none()
+        && v.downward_api.is_none()
+        && !v.name.starts_with("default-token")
+}
+
+/// The method for the database container's `data_volumes` (the volumes it mounts that hold
+/// data). Pure.
+pub fn backup_method(
+    annotations: &BTreeMap<String, String>,
+    spec: &PodSpec,
+    data_volumes: &[&str],
+    defaults: ClusterDefaults,
+) -> BackupMethod {
+    let forced = annotations.get(keys::BACKUP_METHOD);
+    let mut problem = None;
+    if let Some(v) = forced {
+        match Method::parse(v) {
+            Some(method) => {
+                return BackupMethod {
+                    method,
+                    reason: format!("forced by annotation {}", keys::BACKUP_METHOD),
+                    fs_volumes: Vec::new(),
+                    problem: None,
+                };
+            }
+            None => {
+                problem = Some(format!(
+                    "annotation {}: {v:?} is neither \"snapshot\" nor \"fs-backup\", so it is ignored and the method is read from Velero's annotations. Fix: write one of those two values or remove the annotation",
+                    keys::BACKUP_METHOD
+                ));
+            }
+        }
+    }
+    let volumes = spec.volumes.as_deref().unwrap_or_default();
+    let copied = |name: &str| {
+        volumes
+            .iter()
+            .any(|v| v.name == name && fs_backup_copies(v))
+    };
+    let (key, fs_volumes): (&str, Vec<String>) = if defaults.default_volumes_to_fs_backup {
+        let excluded = listed(annotations, BACKUP_VOLUMES_EXCLUDES);
+        (
+            BACKUP_VOLUMES_EXCLUDES,
+            data_volumes
+                .iter()
+                .filter(|v| !excluded.contains(v) && copied(v))
+                .map(|v| (*v).to_owned())
+                .collect(),
+        )
+    } else {
+        let opted = listed(annotations, BACKUP_VOLUMES);
+        (
+            BACKUP_VOLUMES,
+            data_volumes
+                .iter()
+                .filter(|v| opted.contains(v) && copied(v))
+                .map(|v| (*v).to_owned())
+                .collect(),
+        )
+    };
+    if problem.is_none() {
+        problem = near_misses(annotations, key, data_volumes);
+    }
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (method, reason) = match (defaults.default_volumes_to_fs_backup, fs_volumes.is_empty()) {
+        (false, false) => (
+            Method::FsBackup,
+            format!(
+                "data volume {} is listed in {BACKUP_VOLUMES}",
+                quoted(&fs_volumes)
+            ),
+        ),
+        (false, true) => (
+            Method::Snapshot,
+            format!(
+                "no data volume is listed in {BACKUP_VOLUMES} and the webhook's default is snapshots (--default-volumes-to-fs-backup is off)"
+            ),
+        ),
+        (true, false) => (
+            Method::FsBackup,
+            format!(
+                "the cluster default is file-system backup (--default-volumes-to-fs-backup) and data volume {} is not in {BACKUP_VOLUMES_EXCLUDES}",
+                quoted(&fs_volumes)
+            ),
+        ),
+        (true, true) => (
+            Method::Snapshot,
+            format!("every data volume is listed in {BACKUP_VOLUMES_EXCLUDES}"),
+        ),
+    };
+    BackupMethod {
+        method,
+        reason,
+        fs_volumes,
+        problem,
+    }
+}
+
+/// An entry of Velero's list that names a data volume only once trimmed: Velero does not trim,
+/// so the volume is silently not matched.
+fn near_misses(
+    annotations: &BTreeMap<String, String>,
+    key: &str,
+    data_volumes: &[&str],
+) -> Option<String> {
+    let bad: Vec<&str> = listed(annotations, key)
+        .into_iter()
+        .filter(|e| e.trim() != *e && data_volumes.contains(&e.trim()))
+        .collect();
+    if bad.is_empty() {
+        return None;
+    }
+    let fixed: Vec<&str> = listed(annotations, key)
+        .into_iter()
+        .map(str::trim)
+        .collect();
+    Some(format!(
+        "annotation {key}: {:?} has blanks around a volume name, and Velero does not trim them, so it matches no volume. Fix: write {:?}",
+        bad.join(","),
+        fixed.join(",")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> PodSpec {
+        serde_json::from_value(json!({
+            "containers": [{"name": "db", "image": "postgres:16",
+                "volumeMounts": [{"name": "data", "mountPath": "/d"}, {"name": "wal", "mountPath": "/w"}, {"name": "host", "mountPath": "/h"}]}],
+            "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "d"}},
+                {"name": "wal", "persistentVolumeClaim": {"claimName": "w"}},
+                {"name": "host", "hostPath": {"path": "/srv"}}
+            ]
+        }))
+        .expect("spec")
+    }
+
+    fn method(ann: &[(&str, &str)], fs_default: bool, data: &[&str]) -> BackupMethod {
+        let ann: BTreeMap<String, String> = ann
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let s = spec();
+        backup_method(
+            &ann,
+            &s,
+            data,
+            ClusterDefaults {
+                default_volumes_to_fs_backup: fs_default,
+            },
+        )
+    }
+
+    #[test]
+    fn opt_in_list_is_read_only_when_the_default_is_snapshots() {
+        let m = method(&[(BACKUP_VOLUMES, "logs,data")], false, &["data"]);
+        assert_eq!(m.method, Method::FsBackup);
+        assert_eq!(m.fs_volumes, ["data"]);
+        assert!(
+            m.reason
+                .contains("\"data\" is listed in backup.velero.io/backup-volumes")
+        );
+        let m = method(&[], false, &["data"]);
+        assert_eq!(m.method, Method::Snapshot);
+        assert!(m.reason.contains("default is snapshots"), "{}", m.reason);
+        // Velero ignores the excludes list when the default is snapshots (F3).
+        let m = method(&[(BACKUP_VOLUMES_EXCLUDES, "data")], false, &["data"]);
+        assert_eq!(m.method, Method::Snapshot);
+    }
+
+    #[test]
+    fn with_the_fs_backup_default_everything_not_excluded_is_copied() {
+        let m = method(&[], true, &["data"]);
+        assert_eq!(m.method, Method::FsBackup);
+        assert!(
+            m.reason.contains("--default-volumes-to-fs-backup"),
+            "{}",
+            m.reason
+        );
+        let m = method(&[(BACKUP_VOLUMES_EXCLUDES, "data")], true, &["data"]);
+        assert_eq!(m.method, Method::Snapshot);
+        assert!(m.reason.contains("backup-volumes-excludes"), "{}", m.reason);
+        // The opt-in list means nothing when the default is file-system backup.
+        let m = method(&[(BACKUP_VOLUMES, "other")], true, &["data"]);
+        assert_eq!(m.method, Method::FsBackup);
+        // One data volume still copied file by file is enough to make the copy non-atomic.
+        let m = method(&[(BACKUP_VOLUMES_EXCLUDES, "data")], true, &["data", "wal"]);
+        assert_eq!(
+            (m.method, m.fs_volumes.as_slice()),
+            (Method::FsBackup, &["wal".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn lists_are_split_without_trimming_and_near_misses_are_explained() {
+        let m = method(&[(BACKUP_VOLUMES, "logs, data")], false, &["data"]);
+        assert_eq!(
+            m.method,
+            Method::Snapshot,
+            "\" data\" is not \"data\" to Velero"
+        );
+        let p = m.problem.expect("the blank is reported");
+        assert!(p.contains("Fix: write \"logs,data\""), "{p}");
+        let m = method(&[(BACKUP_VOLUMES_EXCLUDES, "data ")], true, &["data"]);
+        assert_eq!(m.method, Method::FsBackup);
+        assert!(m.problem.is_some());
+        assert!(
+            method(&[(BACKUP_VOLUMES, "logs,data")], false, &["data"])
+                .problem
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn host_path_volumes_are_never_copied_by_fs_backup() {
+        let m = method(&[(BACKUP_VOLUMES, "host")], false, &["host"]);
+        assert_eq!(m.method, Method::Snapshot);
+        assert_eq!(method(&[], true, &["host"]).method, Method::Snapshot);
+    }
+
+    #[test]
+    fn the_pod_annotation_forces_either_method_and_a_bad_value_is_reported() {
+        let m = method(&[(keys::BACKUP_METHOD, "snapshot")], true, &["data"]);
+        assert_eq!(m.method, Method::Snapshot);
+        assert!(m.reason.contains("forced"), "{}", m.reason);
+        let m = method(&[(keys::BACKUP_METHOD, "fs-backup")], false, &["data"]);
+        assert_eq!(m.method, Method::FsBackup);
+        let m = method(
+            &[(keys::BACKUP_METHOD, "kopia"), (BACKUP_VOLUMES, "data")],
+            false,
+            &["data"],
+        );
+        assert_eq!(
+            m.method,
+            Method::FsBackup,
+            "read from Velero's annotations instead"
+        );
+        assert!(m.problem.expect("reported").contains("\"kopia\""));
+    }
+}
