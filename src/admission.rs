@@ -392,7 +392,7 @@ fn answer_pod(req: &AdmissionRequest<AdmittedPod>, ctx: &Context<'_>) -> Reviewe
             reason: "Forbidden",
             message,
         });
-    } else if let Some(p) = m.json_patch(pod.metadata.annotations.as_ref()) {
+    } else if let Some(p) = m.json_patch(pod) {
         if let Ok(bytes) = serde_json::to_vec(&p) {
             response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
             response.patch_type = Some("JSONPatch");
@@ -431,15 +431,17 @@ impl Mutation {
         &self.verdict.add
     }
 
-    /// The add-only RFC 6902 patch admission returns, `None` when nothing is added.
-    pub fn json_patch(
-        &self,
-        existing: Option<&BTreeMap<String, String>>,
-    ) -> Option<json_patch::Patch> {
+    /// The add-only RFC 6902 patch admission returns for `pod` (its annotations, and in dump
+    /// mode the dump volume and mount), `None` when nothing is added.
+    pub fn json_patch(&self, pod: &Pod) -> Option<json_patch::Patch> {
         if self.verdict.denial.is_some() || self.verdict.add.is_empty() {
             return None;
         }
-        Some(patch::add_annotations(existing, &self.verdict.add))
+        let mut p = patch::add_annotations(pod.metadata.annotations.as_ref(), &self.verdict.add);
+        if let Some(dump) = &self.verdict.dump_volume {
+            p.0.extend(patch::add_dump_volume(pod.spec.as_ref(), dump));
+        }
+        Some(p)
     }
 }
 

@@ -193,6 +193,140 @@ pub fn backup_method(
     }
 }
 
+/// Name of the volume dump mode writes to (added as an emptyDir unless the pod has one).
+pub const DUMP_VOLUME: &str = "vhi-dump";
+/// Where the dump-mode hooks expect it in the database container.
+pub const DUMP_MOUNT_PATH: &str = "/vhi-dump";
+
+/// What dump mode needs from a pod: Velero must copy the dump volume and not the live data
+/// volumes. Only additions: a user's own `backup.velero.io/*` value is never rewritten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpPlan {
+    /// Velero annotations to add (absent from the pod).
+    pub add: BTreeMap<String, String>,
+    /// The pod has no volume named [`DUMP_VOLUME`]: add an emptyDir.
+    pub add_volume: bool,
+    /// The container does not mount it: mount it at [`DUMP_MOUNT_PATH`].
+    pub add_mount: bool,
+}
+
+/// The pod-spec side of dump mode, for the patch: which container gets the mount and whether
+/// the volume and the mount must be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DumpVolume {
+    /// Index of the database container in `spec.containers`.
+    pub container_index: usize,
+    /// Add the emptyDir volume.
+    pub add_volume: bool,
+    /// Add the mount to the container.
+    pub add_mount: bool,
+}
+
+/// Plans dump mode for the container mounting `data_volumes`, or says why the pod's own
+/// settings rule it out and how to allow it. Pure.
+pub fn plan_dump(
+    annotations: &BTreeMap<String, String>,
+    spec: &PodSpec,
+    container: &k8s_openapi::api::core::v1::Container,
+    data_volumes: &[&str],
+    defaults: ClusterDefaults,
+) -> Result<DumpPlan, String> {
+    let existing = spec
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.name == DUMP_VOLUME);
+    if existing.is_some_and(|v| !fs_backup_copies(v)) {
+        return Err(format!(
+            "the pod's volume {DUMP_VOLUME:?} is of a type file-system backup never copies (hostPath, secret, configMap, projected, downwardAPI); use a PVC or an emptyDir"
+        ));
+    }
+    let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+    let mounted = mounts.iter().find(|m| m.name == DUMP_VOLUME);
+    if let Some(m) = mounted.filter(|m| m.mount_path != DUMP_MOUNT_PATH) {
+        return Err(format!(
+            "container {:?} mounts {DUMP_VOLUME:?} at {:?}, the dump hooks write to {DUMP_MOUNT_PATH}; mount it there",
+            container.name, m.mount_path
+        ));
+    }
+    if mounted.is_none() && mounts.iter().any(|m| m.mount_path == DUMP_MOUNT_PATH) {
+        return Err(format!(
+            "container {:?} already mounts another volume at {DUMP_MOUNT_PATH}, where the dump volume goes",
+            container.name
+        ));
+    }
+    let mut add = BTreeMap::new();
+    let names = data_volumes.join(",");
+    if defaults.default_volumes_to_fs_backup {
+        match annotations.get(BACKUP_VOLUMES_EXCLUDES) {
+            None => {
+                add.insert(BACKUP_VOLUMES_EXCLUDES.to_owned(), names);
+            }
+            Some(_) => {
+                let excluded = listed(annotations, BACKUP_VOLUMES_EXCLUDES);
+                if excluded.contains(&DUMP_VOLUME) {
+                    return Err(format!(
+                        "your {BACKUP_VOLUMES_EXCLUDES} lists {DUMP_VOLUME:?}, so Velero would not copy the dump. Fix: remove it from that list"
+                    ));
+                }
+                let live: Vec<&str> = data_volumes
+                    .iter()
+                    .filter(|v| !excluded.contains(v))
+                    .copied()
+                    .collect();
+                if !live.is_empty() {
+                    return Err(format!(
+                        "your {BACKUP_VOLUMES_EXCLUDES} does not list data volume {}, so Velero copies the live data directory file by file, and the webhook never rewrites your annotation. Fix: add {} to it",
+                        live.join(", "),
+                        live.join(",")
+                    ));
+                }
+            }
+        }
+    } else {
+        match annotations.get(BACKUP_VOLUMES) {
+            None => {
+                add.insert(BACKUP_VOLUMES.to_owned(), DUMP_VOLUME.to_owned());
+            }
+            Some(v) => {
+                let opted = listed(annotations, BACKUP_VOLUMES);
+                let live: Vec<&str> = data_volumes
+                    .iter()
+                    .filter(|d| opted.contains(d))
+                    .copied()
+                    .collect();
+                if !live.is_empty() {
+                    let mut fixed: Vec<&str> = opted
+                        .iter()
+                        .filter(|o| !live.contains(o))
+                        .copied()
+                        .collect();
+                    if !fixed.contains(&DUMP_VOLUME) {
+                        fixed.push(DUMP_VOLUME);
+                    }
+                    return Err(format!(
+                        "your {BACKUP_VOLUMES} ({v:?}) lists data volume {}, so Velero copies the live data directory file by file, and the webhook never rewrites your annotation. Fix: write {BACKUP_VOLUMES}: {:?} and {}: fs-backup (the dump replaces the live copy; a restore starts the database empty and loads it)",
+                        live.join(", "),
+                        fixed.join(","),
+                        keys::BACKUP_METHOD
+                    ));
+                }
+                if !opted.contains(&DUMP_VOLUME) {
+                    return Err(format!(
+                        "your {BACKUP_VOLUMES} ({v:?}) does not list {DUMP_VOLUME:?}, so Velero would not copy the dump. Fix: add it"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(DumpPlan {
+        add,
+        add_volume: existing.is_none(),
+        add_mount: mounted.is_none(),
+    })
+}
+
 /// An entry of Velero's list that names a data volume only once trimmed: Velero does not trim,
 /// so the volume is silently not matched.
 fn near_misses(
@@ -317,6 +451,73 @@ mod tests {
         let m = method(&[(BACKUP_VOLUMES, "host")], false, &["host"]);
         assert_eq!(m.method, Method::Snapshot);
         assert_eq!(method(&[], true, &["host"]).method, Method::Snapshot);
+    }
+
+    fn plan(ann: &[(&str, &str)], fs_default: bool) -> Result<DumpPlan, String> {
+        let ann: BTreeMap<String, String> = ann
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let s = spec();
+        plan_dump(
+            &ann,
+            &s,
+            &s.containers[0],
+            &["data", "wal"],
+            ClusterDefaults {
+                default_volumes_to_fs_backup: fs_default,
+            },
+        )
+    }
+
+    #[test]
+    fn dump_mode_only_adds_velero_annotations_and_never_rewrites_them() {
+        // Fs-backup default, no excludes: the live data volumes are excluded by an addition.
+        let p = plan(&[], true).expect("dump mode");
+        assert_eq!(p.add[BACKUP_VOLUMES_EXCLUDES], "data,wal");
+        assert!(p.add_volume && p.add_mount);
+        // Snapshot default, forced fs-backup, no list: the dump volume is opted in.
+        let p = plan(&[], false).expect("dump mode");
+        assert_eq!(p.add[BACKUP_VOLUMES], DUMP_VOLUME);
+        // The user's own list already right: nothing to add.
+        let p = plan(&[(BACKUP_VOLUMES, "vhi-dump")], false).expect("dump mode");
+        assert!(p.add.is_empty());
+        let p = plan(&[(BACKUP_VOLUMES_EXCLUDES, "wal,data")], true).expect("dump mode");
+        assert!(p.add.is_empty());
+        // The user's list rules it out: the reason names the fix.
+        let e = plan(&[(BACKUP_VOLUMES, "data,logs")], false).expect_err("user lists data");
+        assert!(e.contains("never rewrites"), "{e}");
+        assert!(e.contains("\"logs,vhi-dump\""), "{e}");
+        let e = plan(&[(BACKUP_VOLUMES, "logs")], false).expect_err("dump not listed");
+        assert!(e.contains("does not list \"vhi-dump\""), "{e}");
+        let e = plan(&[(BACKUP_VOLUMES_EXCLUDES, "data")], true).expect_err("wal copied live");
+        assert!(e.contains("Fix: add wal"), "{e}");
+        let e = plan(&[(BACKUP_VOLUMES_EXCLUDES, "data,wal,vhi-dump")], true)
+            .expect_err("dump excluded");
+        assert!(e.contains("remove it"), "{e}");
+    }
+
+    #[test]
+    fn dump_mode_reuses_the_pods_own_dump_volume_at_the_expected_path_only() {
+        let ann = BTreeMap::new();
+        let mut s = spec();
+        s.volumes.get_or_insert_default().push(
+            serde_json::from_value(
+                json!({"name": DUMP_VOLUME, "persistentVolumeClaim": {"claimName": "dumps"}}),
+            )
+            .expect("volume"),
+        );
+        let defaults = ClusterDefaults {
+            default_volumes_to_fs_backup: true,
+        };
+        let p = plan_dump(&ann, &s, &s.containers[0], &["data"], defaults).expect("reused");
+        assert!(!p.add_volume && p.add_mount);
+        s.containers[0].volume_mounts.get_or_insert_default().push(
+            serde_json::from_value(json!({"name": DUMP_VOLUME, "mountPath": "/backup"}))
+                .expect("mount"),
+        );
+        let e = plan_dump(&ann, &s, &s.containers[0], &["data"], defaults).expect_err("path");
+        assert!(e.contains("mount it there"), "{e}");
     }
 
     #[test]

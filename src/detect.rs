@@ -5,7 +5,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume};
 
-use crate::backup_method::{self, BackupMethod, ClusterDefaults, Method};
+use crate::backup_method::{self, BackupMethod, ClusterDefaults, DumpVolume, Method};
 use crate::image::ImageRef;
 use crate::keys;
 use crate::template::{Library, Template};
@@ -82,6 +82,8 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// How Velero copies the chosen container's data, when a container was chosen.
     pub backup: Option<BackupMethod>,
+    /// Dump mode: the volume and mount to add to the pod (with `add`'s annotations).
+    pub dump_volume: Option<DumpVolume>,
 }
 
 impl Decision {
@@ -93,6 +95,7 @@ impl Decision {
             add: BTreeMap::new(),
             warnings: Vec::new(),
             backup: None,
+            dump_volume: None,
         }
     }
 
@@ -443,15 +446,53 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
         d.warnings.push(format!("velero-hook-injector: {p}"));
     }
     let strategy = format!("backup method {}: {}", method.method, method.reason);
-    let template_warning = match (&template.fs_backup, method.method) {
-        (Some(fs), Method::FsBackup) => Some(&fs.warning),
-        _ => template.warning.as_ref(),
+    let mut template_warning = match (&template.fs_backup, method.method) {
+        (Some(fs), Method::FsBackup) => Some(fs.warning.clone()),
+        _ => template.warning.clone(),
+    };
+    let user_backup = annotations.keys().any(|k| velero::is_backup_hook_key(k));
+    let user_restore = annotations.keys().any(|k| velero::is_restore_hook_key(k));
+    let dump = match template.dump_annotations(&container.name) {
+        Some(hooks) if method.method == Method::FsBackup => {
+            let plan = if user_backup || user_restore {
+                Err("the pod declares its own Velero hooks".to_owned())
+            } else {
+                backup_method::plan_dump(annotations, spec, container, &data_volumes, defaults)
+            };
+            match plan {
+                Ok(plan) => Some((hooks, plan)),
+                Err(why) => {
+                    template_warning = Some(format!(
+                        "dump mode is not used: {why}. {}",
+                        template_warning.unwrap_or_default()
+                    ));
+                    None
+                }
+            }
+        }
+        _ => None,
     };
     d.backup = Some(method);
 
-    let user_backup = annotations.keys().any(|k| velero::is_backup_hook_key(k));
-    let user_restore = annotations.keys().any(|k| velero::is_restore_hook_key(k));
-    let mut add = template.annotations(&container.name);
+    let mut add = match &dump {
+        Some((hooks, plan)) => {
+            let mut add = hooks.clone();
+            add.extend(plan.add.clone());
+            let index = spec
+                .containers
+                .iter()
+                .position(|c| c.name == container.name)
+                .unwrap_or_default();
+            d.dump_volume = Some(DumpVolume {
+                container_index: index,
+                add_volume: plan.add_volume,
+                add_mount: plan.add_mount,
+            });
+            template_warning = Some(dump_mode_message(template, &data_volumes, plan));
+            add
+        }
+        None => template.annotations(&container.name),
+    };
     if user_backup {
         add.retain(|k, _| !velero::is_backup_hook_key(k));
     }
@@ -488,9 +529,42 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
     );
     if let Some(w) = template_warning {
         msg.push_str(": ");
-        msg.push_str(w);
+        msg.push_str(&w);
     }
     d.warn(msg)
+}
+
+/// What dump mode does to the pod and how a restore goes, for the warning.
+fn dump_mode_message(
+    template: &Template,
+    data_volumes: &[&str],
+    plan: &backup_method::DumpPlan,
+) -> String {
+    let volume = if plan.add_volume {
+        format!(
+            "an emptyDir volume {:?} added by the webhook (on the node's disk: a pod with an ephemeral-storage limit needs room for the dump; give the pod a PVC named {:?} to use that instead)",
+            backup_method::DUMP_VOLUME,
+            backup_method::DUMP_VOLUME
+        )
+    } else {
+        format!("the pod's volume {:?}", backup_method::DUMP_VOLUME)
+    };
+    let added = if plan.add.is_empty() {
+        String::new()
+    } else {
+        let kv: Vec<String> = plan
+            .add
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:?}"))
+            .collect();
+        format!(" Added {}.", kv.join(", "))
+    };
+    format!(
+        "dump mode: the pre hook writes a logical dump of every {} database to {volume}, mounted at {}, which Velero copies instead of the live data volume {}; a restore starts the database empty and the restore hook loads the dump once.{added}",
+        template.engine,
+        backup_method::DUMP_MOUNT_PATH,
+        data_volumes.join(", ")
+    )
 }
 
 fn with(mut d: Decision, warnings: Vec<String>) -> Decision {

@@ -736,6 +736,25 @@ fn audit_command(
     })
 }
 
+/// The commands are JSON inside JSON: shows each shell script as the container runs it.
+fn print_scripts(label: &str, annotations: &std::collections::BTreeMap<String, String>) {
+    for (phase, key) in [
+        ("pre-backup", "pre.hook.backup.velero.io/command"),
+        ("post-backup", "post.hook.backup.velero.io/command"),
+        ("post-restore", "post.hook.restore.velero.io/command"),
+    ] {
+        let argv = annotations
+            .get(key)
+            .map(|c| velero::parse_command(c))
+            .unwrap_or_default();
+        if let [sh, flag, script] = argv.as_slice() {
+            if sh == "/bin/sh" && flag == "-c" {
+                println!("\n# {label}{phase}: /bin/sh -c\n{script}");
+            }
+        }
+    }
+}
+
 fn templates_command(
     action: TemplatesAction,
     templates: Option<&std::path::Path>,
@@ -802,21 +821,13 @@ fn templates_command(
             }
             let annotations = t.annotations(&container);
             println!("{}", serde_json::to_string_pretty(&annotations)?);
-            // The commands are JSON inside JSON: show each shell script as the container runs it.
-            for (phase, key) in [
-                ("pre-backup", "pre.hook.backup.velero.io/command"),
-                ("post-backup", "post.hook.backup.velero.io/command"),
-                ("post-restore", "post.hook.restore.velero.io/command"),
-            ] {
-                let argv = annotations
-                    .get(key)
-                    .map(|c| velero::parse_command(c))
-                    .unwrap_or_default();
-                if let [sh, flag, script] = argv.as_slice() {
-                    if sh == "/bin/sh" && flag == "-c" {
-                        println!("\n# {phase}: /bin/sh -c\n{script}");
-                    }
-                }
+            print_scripts("", &annotations);
+            if let Some(dump) = t.dump_annotations(&container) {
+                println!(
+                    "\n# dump mode (file-system backup, when the pod's annotations allow it; the webhook also adds the vhi-dump volume and one backup.velero.io list, see the README):\n{}",
+                    serde_json::to_string_pretty(&dump)?
+                );
+                print_scripts("dump mode ", &dump);
             }
         }
     }

@@ -1,4 +1,5 @@
-//! RFC 6902 JSON Patches that only ever add annotations.
+//! RFC 6902 JSON Patches that only ever add: annotations, and in dump mode one volume and its
+//! mount.
 
 use std::collections::BTreeMap;
 
@@ -61,6 +62,56 @@ pub fn merge_add_annotations(add: &BTreeMap<String, String>, resource_version: &
     let mut root = serde_json::Map::new();
     root.insert("metadata".to_owned(), Value::Object(metadata));
     Value::Object(root)
+}
+
+/// The operations adding dump mode's emptyDir volume and its mount to `spec` (a pod's), as
+/// `dump` says; appended after the annotations' patch. Empty lists are created whole, as an
+/// `add` to `/-` of a missing array fails.
+pub fn add_dump_volume(
+    spec: Option<&k8s_openapi::api::core::v1::PodSpec>,
+    dump: &crate::backup_method::DumpVolume,
+) -> Vec<PatchOperation> {
+    use crate::backup_method::{DUMP_MOUNT_PATH, DUMP_VOLUME};
+    let mut ops = Vec::new();
+    let add = |ops: &mut Vec<PatchOperation>, path: Vec<String>, exists: bool, item: Value| {
+        let (path, value) = if exists {
+            let mut p = path;
+            p.push("-".to_owned());
+            (p, item)
+        } else {
+            (path, Value::Array(vec![item]))
+        };
+        ops.push(PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(path),
+            value,
+        }));
+    };
+    if dump.add_volume {
+        add(
+            &mut ops,
+            vec!["spec".into(), "volumes".into()],
+            spec.and_then(|s| s.volumes.as_ref()).is_some(),
+            serde_json::json!({"name": DUMP_VOLUME, "emptyDir": {}}),
+        );
+    }
+    if dump.add_mount {
+        let mounts = spec
+            .and_then(|s| s.containers.get(dump.container_index))
+            .and_then(|c| c.volume_mounts.as_ref())
+            .is_some();
+        add(
+            &mut ops,
+            vec![
+                "spec".into(),
+                "containers".into(),
+                dump.container_index.to_string(),
+                "volumeMounts".into(),
+            ],
+            mounts,
+            serde_json::json!({"name": DUMP_VOLUME, "mountPath": DUMP_MOUNT_PATH}),
+        );
+    }
+    ops
 }
 
 #[cfg(test)]

@@ -146,6 +146,8 @@ pub struct Verdict {
     pub audit: BTreeMap<String, String>,
     /// Denial message (enforce only).
     pub denial: Option<String>,
+    /// Dump mode's volume and mount to add with `add` (never in warn mode).
+    pub dump_volume: Option<crate::backup_method::DumpVolume>,
 }
 
 /// Applies `mode` to a detection decision.
@@ -161,6 +163,7 @@ pub fn apply(
     match mode {
         Mode::Inject => {
             v.add = decision.add;
+            v.dump_volume = decision.dump_volume;
             v.warnings = decision.warnings;
         }
         Mode::Warn => {
@@ -219,6 +222,7 @@ pub fn apply(
                 }
             } else {
                 v.add = decision.add;
+                v.dump_volume = decision.dump_volume;
                 v.warnings = decision.warnings;
             }
         }
@@ -243,6 +247,7 @@ mod tests {
                 "velero-hook-injector: injected mariadb hooks into container \"db\"".into(),
             ],
             backup: None,
+            dump_volume: None,
         }
     }
 

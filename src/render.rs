@@ -173,8 +173,16 @@ pub fn render_with(
         reason: e.to_string(),
     })?;
     let decision = detect::decide_with(&pod, library, defaults);
-    let p = patch::add_annotations(pod.metadata.annotations.as_ref(), &decision.add);
-    // The patch only adds under /metadata/annotations, which exists or is created by the patch.
+    let mut p = patch::add_annotations(pod.metadata.annotations.as_ref(), &decision.add);
+    if let Some(dump) = &decision.dump_volume {
+        // Against the template's own spec: a StatefulSet's pod above also has the claim
+        // templates' volumes, which the template does not list.
+        let own: Option<k8s_openapi::api::core::v1::PodSpec> =
+            serde_json::from_value(template["spec"].clone()).ok();
+        p.0.extend(patch::add_dump_volume(own.as_ref(), dump));
+    }
+    // The patch only adds under /metadata/annotations (which exists or is created by the patch)
+    // and, in dump mode, a volume and a mount.
     let _ = json_patch::patch(template, &p);
     Ok(Rendered {
         manifest,

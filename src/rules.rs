@@ -1248,7 +1248,28 @@ pub fn template_drift(annotations: &Annotations, library: &Library) -> Option<Fi
             ),
         ));
     };
-    let expected = template.annotations(container);
+    // A pod in dump mode (file-system backup) carries the template's other hook set; the pod
+    // drifted only if it matches neither.
+    let mut first = None;
+    for expected in
+        std::iter::once(template.annotations(container)).chain(template.dump_annotations(container))
+    {
+        match drift_from(annotations, name, &expected) {
+            None => return None,
+            Some(f) => {
+                first.get_or_insert(f);
+            }
+        }
+    }
+    first
+}
+
+/// The drift finding of `annotations` against one hook set `expected` of template `name`.
+fn drift_from(
+    annotations: &Annotations,
+    name: &str,
+    expected: &BTreeMap<String, String>,
+) -> Option<Finding> {
     let in_family = |k: &str, backup: bool| {
         if backup {
             velero::is_backup_hook_key(k)

@@ -18,6 +18,8 @@ macro_rules! src {
 pub const SOURCES: &[(&str, &str)] = &[
     src!("lib/common.sh"),
     src!("lib/pg.sh"),
+    src!("lib/pg-dbs.sh"),
+    src!("lib/dump.sh"),
     src!("lib/my.sh"),
     src!("lib/my-pre.sh"),
     src!("lib/hold.sh"),
@@ -27,6 +29,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     src!("lib/mongo.sh"),
     src!("postgres/pre.sh"),
     src!("postgres/restore.sh"),
+    src!("postgres/dump.sh"),
+    src!("postgres/load.sh"),
     src!("mysql/pre.sh"),
     src!("mysql/post.sh"),
     src!("mysql/restore.sh"),

@@ -77,6 +77,10 @@ pub struct Template {
 pub struct FsBackup {
     /// Replaces `warning` for such pods: what the hooks guarantee for a live file copy.
     pub warning: String,
+    /// Dump mode: hooks that replace `hooks` when the webhook can give the pod a dump volume
+    /// that Velero copies instead of the live data volume (see `detect`).
+    #[serde(default)]
+    pub dump: Option<Hooks>,
 }
 
 /// Image match rules of a template.
@@ -232,45 +236,9 @@ impl Template {
     /// Replaces each hook's `script` by the command that runs it. Custom templates carry their
     /// commands inline: the script files exist only inside this binary.
     fn resolve_scripts(&mut self, scripts: Option<&[(&str, &str)]>) -> Result<(), String> {
-        let h = &mut self.hooks;
-        for (phase, command, script) in [
-            (
-                "preBackup",
-                h.pre_backup
-                    .as_mut()
-                    .map(|x| (&mut x.command, &mut x.script)),
-            ),
-            (
-                "postBackup",
-                h.post_backup
-                    .as_mut()
-                    .map(|x| (&mut x.command, &mut x.script)),
-            ),
-            (
-                "postRestore",
-                h.post_restore
-                    .as_mut()
-                    .map(|x| (&mut x.command, &mut x.script)),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(p, x)| x.map(|(c, s)| (p, c, s)))
-        {
-            let Some(file) = script.take() else {
-                continue;
-            };
-            let Some(sources) = scripts else {
-                return Err(format!(
-                    "hooks.{phase}.script is only for the built-in templates; give the command inline instead, e.g. command: [/bin/sh, -c, \"...\"]"
-                ));
-            };
-            if !command.is_empty() {
-                return Err(format!(
-                    "hooks.{phase} sets both command and script; keep one"
-                ));
-            }
-            let text = script::compose(&file, sources).map_err(|e| e.to_string())?;
-            *command = vec!["/bin/sh".to_owned(), "-c".to_owned(), text];
+        resolve_hook_scripts(&mut self.hooks, "hooks", scripts)?;
+        if let Some(dump) = self.fs_backup.as_mut().and_then(|f| f.dump.as_mut()) {
+            resolve_hook_scripts(dump, "fsBackup.dump", scripts)?;
         }
         Ok(())
     }
@@ -337,6 +305,15 @@ impl Template {
                 }
             }
         }
+        if let Some(d) = self.fs_backup.as_ref().and_then(|f| f.dump.as_ref()) {
+            let pre = d.pre_backup.as_ref().map(|x| &x.command);
+            let restore = d.post_restore.as_ref().map(|x| &x.command);
+            if pre.is_none_or(|c| c.first().is_none_or(|p| p.trim().is_empty()))
+                || restore.is_none_or(|c| c.first().is_none_or(|p| p.trim().is_empty()))
+            {
+                return Err("fsBackup.dump needs preBackup and postRestore, each with a non-empty command: a dump nobody loads, or a load with no dump, is no restore".into());
+            }
+        }
         Ok(())
     }
 
@@ -360,38 +337,97 @@ impl Template {
 
     /// The Velero annotations this template injects for `container`, keyed by annotation name.
     pub fn annotations(&self, container: &str) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let mut put = |prefix: &str, key: &str, value: String| {
-            out.insert(format!("{prefix}{key}"), value);
-        };
-        for (prefix, hook) in [
-            (velero::PRE_BACKUP, &self.hooks.pre_backup),
-            (velero::POST_BACKUP, &self.hooks.post_backup),
-        ] {
-            if let Some(h) = hook {
-                put(prefix, "command", command_json(&h.command));
-                put(prefix, "container", container.to_owned());
-                put(prefix, "on-error", h.on_error.as_str().to_owned());
-                put(prefix, "timeout", h.timeout.to_string());
-            }
-        }
-        if let Some(h) = &self.hooks.post_restore {
-            let p = velero::POST_RESTORE;
-            put(p, "command", command_json(&h.command));
-            put(p, "container", container.to_owned());
-            put(p, "on-error", h.on_error.as_str().to_owned());
-            put(p, "exec-timeout", h.exec_timeout.to_string());
-            put(p, "wait-timeout", h.wait_timeout.to_string());
-            put(p, "wait-for-ready", h.wait_for_ready.to_string());
-        }
-        if let Some(h) = &self.hooks.init_restore {
-            let p = velero::INIT_RESTORE;
-            put(p, "container-image", h.container_image.clone());
-            put(p, "container-name", h.container_name.clone());
-            put(p, "command", command_json(&h.command));
-        }
-        out
+        hook_annotations(&self.hooks, container)
     }
+
+    /// The annotations of dump mode (file-system backup), when the template has one.
+    pub fn dump_annotations(&self, container: &str) -> Option<BTreeMap<String, String>> {
+        let dump = self.fs_backup.as_ref()?.dump.as_ref()?;
+        Some(hook_annotations(dump, container))
+    }
+}
+
+/// The Velero annotations of `hooks` for `container`.
+fn hook_annotations(hooks: &Hooks, container: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut put = |prefix: &str, key: &str, value: String| {
+        out.insert(format!("{prefix}{key}"), value);
+    };
+    for (prefix, hook) in [
+        (velero::PRE_BACKUP, &hooks.pre_backup),
+        (velero::POST_BACKUP, &hooks.post_backup),
+    ] {
+        if let Some(h) = hook {
+            put(prefix, "command", command_json(&h.command));
+            put(prefix, "container", container.to_owned());
+            put(prefix, "on-error", h.on_error.as_str().to_owned());
+            put(prefix, "timeout", h.timeout.to_string());
+        }
+    }
+    if let Some(h) = &hooks.post_restore {
+        let p = velero::POST_RESTORE;
+        put(p, "command", command_json(&h.command));
+        put(p, "container", container.to_owned());
+        put(p, "on-error", h.on_error.as_str().to_owned());
+        put(p, "exec-timeout", h.exec_timeout.to_string());
+        put(p, "wait-timeout", h.wait_timeout.to_string());
+        put(p, "wait-for-ready", h.wait_for_ready.to_string());
+    }
+    if let Some(h) = &hooks.init_restore {
+        let p = velero::INIT_RESTORE;
+        put(p, "container-image", h.container_image.clone());
+        put(p, "container-name", h.container_name.clone());
+        put(p, "command", command_json(&h.command));
+    }
+    out
+}
+
+/// Replaces each hook's `script` by the command that runs it; `at` names the hooks in errors.
+fn resolve_hook_scripts(
+    h: &mut Hooks,
+    at: &str,
+    scripts: Option<&[(&str, &str)]>,
+) -> Result<(), String> {
+    for (phase, command, script) in [
+        (
+            "preBackup",
+            h.pre_backup
+                .as_mut()
+                .map(|x| (&mut x.command, &mut x.script)),
+        ),
+        (
+            "postBackup",
+            h.post_backup
+                .as_mut()
+                .map(|x| (&mut x.command, &mut x.script)),
+        ),
+        (
+            "postRestore",
+            h.post_restore
+                .as_mut()
+                .map(|x| (&mut x.command, &mut x.script)),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(p, x)| x.map(|(c, s)| (p, c, s)))
+    {
+        let Some(file) = script.take() else {
+            continue;
+        };
+        let Some(sources) = scripts else {
+            return Err(format!(
+                "{at}.{phase}.script is only for the built-in templates; give the command inline instead, e.g. command: [/bin/sh, -c, \"...\"]"
+            ));
+        };
+        if !command.is_empty() {
+            return Err(format!(
+                "{at}.{phase} sets both command and script; keep one"
+            ));
+        }
+        let text = script::compose(&file, sources).map_err(|e| e.to_string())?;
+        *command = vec!["/bin/sh".to_owned(), "-c".to_owned(), text];
+    }
+    Ok(())
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -737,7 +773,41 @@ mod tests {
                 "{}: {n} bytes of annotations, budget {ANNOTATION_BUDGET}",
                 t.name
             );
+            // Dump mode adds at most one backup.velero.io list naming the volumes.
+            if let Some(dump) = t.dump_annotations("database") {
+                let list = "backup.velero.io/backup-volumes-excludes".len() + 64;
+                let n = dump.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + list;
+                assert!(
+                    n <= ANNOTATION_BUDGET,
+                    "{} dump mode: {n} bytes of annotations, budget {ANNOTATION_BUDGET}",
+                    t.name
+                );
+            }
         }
+    }
+
+    #[test]
+    fn dump_mode_hooks_outlast_their_own_deadlines() {
+        let pg = lib().get("postgres").cloned().expect("postgres");
+        let dump = pg
+            .fs_backup
+            .and_then(|f| f.dump)
+            .expect("postgres has a dump mode");
+        let number = |script: &str, var: &str| -> u64 {
+            script
+                .split(&format!("{var}:-"))
+                .nth(1)
+                .and_then(|rest| rest.split('}').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no default for {var}"))
+        };
+        let pre = dump.pre_backup.expect("pre");
+        assert!(pre.timeout.value().as_secs() >= number(&pre.command[2], "VHI_DUMP_SECONDS") + 60);
+        let r = dump.post_restore.expect("restore");
+        let own = number(&r.command[2], "VHI_RESTORE_WAIT_SECONDS")
+            + number(&r.command[2], "VHI_LOAD_SECONDS");
+        assert!(r.exec_timeout.value().as_secs() >= own + 30);
+        assert!(r.wait_for_ready && r.wait_timeout.value().as_secs() >= 1800);
     }
 
     #[test]

@@ -22,6 +22,16 @@ fn fixture() -> Value {
 
 /// (warnings joined, patched pod annotations) for `review` under `fs_default`.
 fn admit(review: &Value, fs_default: bool) -> (String, serde_json::Map<String, Value>) {
+    let (w, pod) = admit_pod(review, fs_default);
+    let ann = pod["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    (w, ann)
+}
+
+/// (warnings joined, the pod as the patch leaves it).
+fn admit_pod(review: &Value, fs_default: bool) -> (String, Value) {
     let lib = Library::builtin().expect("library");
     let ctx = Context {
         library: &lib,
@@ -49,11 +59,86 @@ fn admit(review: &Value, fs_default: bool) -> (String, serde_json::Map<String, V
         let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("patch");
         json_patch::patch(&mut pod, &patch).expect("applies");
     }
-    let ann = pod["metadata"]["annotations"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    (warnings, ann)
+    (warnings, pod)
+}
+
+/// The captured pod as a PostgreSQL pod (same volumes, annotations, security context).
+fn postgres_fixture() -> Value {
+    let mut r = fixture();
+    r["request"]["object"]["spec"]["containers"][0]["image"] = json!("postgres:16");
+    r["request"]["object"]["spec"]["containers"][0]["args"] = json!([]);
+    r
+}
+
+#[test]
+fn postgres_under_the_fs_backup_default_gets_dump_mode_by_additions_only() {
+    let (warnings, pod) = admit_pod(&postgres_fixture(), true);
+    assert!(
+        warnings.contains("dump mode: the pre hook writes a logical dump"),
+        "{warnings}"
+    );
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(
+        ann["backup.velero.io/backup-volumes"], "data",
+        "the user's value is kept"
+    );
+    assert_eq!(
+        ann["backup.velero.io/backup-volumes-excludes"], "data",
+        "added"
+    );
+    assert!(
+        ann["pre.hook.backup.velero.io/command"]
+            .as_str()
+            .is_some_and(|c| c.contains("pg_dumpall")),
+        "{ann}"
+    );
+    assert!(
+        ann["post.hook.restore.velero.io/command"]
+            .as_str()
+            .is_some_and(|c| c.contains("loaded dump"))
+    );
+    let spec = &pod["spec"];
+    let volumes = spec["volumes"].as_array().expect("volumes");
+    assert_eq!(
+        volumes.len(),
+        4,
+        "the three of the request and the dump volume"
+    );
+    assert_eq!(volumes[3], json!({"name": "vhi-dump", "emptyDir": {}}));
+    let mounts = spec["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts");
+    assert_eq!(
+        mounts.last(),
+        Some(&json!({"name": "vhi-dump", "mountPath": "/vhi-dump"}))
+    );
+    assert_eq!(mounts.len(), 4);
+}
+
+#[test]
+fn postgres_whose_owner_lists_the_data_volume_falls_back_and_says_why() {
+    let (warnings, pod) = admit_pod(&postgres_fixture(), false);
+    assert!(
+        warnings.contains("dump mode is not used: your backup.velero.io/backup-volumes (\"data\") lists data volume data"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("CHECKPOINT does NOT make a file-by-file copy consistent"));
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["backup.velero.io/backup-volumes"], "data");
+    assert!(
+        ann.get("backup.velero.io/backup-volumes-excludes")
+            .is_none()
+    );
+    assert!(
+        ann["pre.hook.backup.velero.io/command"]
+            .as_str()
+            .is_some_and(|c| c.contains("CHECKPOINT"))
+    );
+    assert_eq!(
+        pod["spec"]["volumes"].as_array().map(Vec::len),
+        Some(3),
+        "no volume added"
+    );
 }
 
 #[test]
@@ -155,10 +240,25 @@ fn render_takes_the_cluster_default_from_its_flag_or_environment() {
             err.contains("backup method fs-backup: the cluster default is file-system backup"),
             "{args:?} {env:?}: {err}"
         );
-        assert!(
-            err.contains("CHECKPOINT does NOT make a file-by-file copy consistent"),
-            "{err}"
-        );
+        assert!(err.contains("dump mode: the pre hook writes"), "{err}");
     }
     assert!(render(&[], Some("false")).contains("backup method snapshot"));
+}
+
+#[test]
+fn audit_sees_no_template_drift_in_a_dump_mode_pod() {
+    let (_, pod) = admit_pod(&postgres_fixture(), true);
+    let ann: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(pod["metadata"]["annotations"].clone()).expect("annotations");
+    let lib = Library::builtin().expect("library");
+    assert!(
+        velero_hook_injector::rules::template_drift(&ann, &lib).is_none(),
+        "dump-mode hooks are the template's own"
+    );
+    let mut changed = ann.clone();
+    changed.insert(
+        "pre.hook.backup.velero.io/timeout".to_owned(),
+        "2h".to_owned(),
+    );
+    assert!(velero_hook_injector::rules::template_drift(&changed, &lib).is_some());
 }

@@ -139,6 +139,14 @@ pub fn decide(pod: &Pod, inputs: &Inputs<'_>) -> Action {
             "enforce mode would deny this pod at creation, but a running pod cannot be denied: {denial}"
         ));
     }
+    if m.verdict.dump_volume.is_some() {
+        // Dump mode also adds a volume and its mount, which a running pod cannot get: only
+        // admission can, when the pod is created again.
+        return Action::Report(format!(
+            "would add the {target} hooks in dump mode (file-system backup), which needs the {} volume that only a new pod can get; nothing changed. Restart the pod (its workload, e.g. kubectl rollout restart) so the webhook injects them at creation",
+            crate::backup_method::DUMP_VOLUME
+        ));
+    }
     match (m.outcome, m.mode) {
         (Outcome::Injected, Mode::Warn) => Action::Report(format!(
             "warn mode: would add the {target} hooks; nothing changed (set the namespace annotation velero-hook-injector.io/mode to inject to apply them)"
@@ -254,6 +262,19 @@ mod tests {
 
     fn known() -> NamespaceView {
         NamespaceView::Known(None)
+    }
+
+    #[test]
+    fn a_pod_that_would_get_dump_mode_is_reported_not_patched() {
+        let p = pod(pod_json(
+            "postgres:16",
+            json!({"velero-hook-injector.io/backup-method": "fs-backup"}),
+            json!({}),
+        ));
+        match decide_in(&p, Some(true), known(), Mode::Inject) {
+            Action::Report(m) => assert!(m.contains("dump mode"), "{m}"),
+            other => panic!("dump mode cannot be patched onto a running pod: {other:?}"),
+        }
     }
 
     #[test]

@@ -269,6 +269,64 @@ impl PgServer {
         s
     }
 
+    /// A server on a file-by-file copy of PGDATA taken while this one runs (file-system
+    /// backup without dump mode, the control), not started yet; the stale postmaster.pid goes.
+    pub fn live_file_copy(&self, pause: Duration) -> PgServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-pg-fsb")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        db::fsb_copy(&self.data, &data, pause);
+        let _ = std::fs::remove_file(data.join("postmaster.pid"));
+        chown_nobody(tmp.path());
+        db::sh(Command::new("chmod").arg("700").arg(&data)).expect("chmod");
+        PgServer {
+            version: self.version.clone(),
+            sock: tmp.path().join("sock"),
+            tmp,
+            data,
+            port: db::free_port(),
+            proc: None,
+        }
+    }
+
+    /// Runs pgbench (Debian 15's, which drives any server version) against this server.
+    pub fn pgbench(&self, args: &[&str]) -> Result<String, String> {
+        db::sh(
+            Command::new("/usr/lib/postgresql/15/bin/pgbench")
+                .env("PGPASSWORD", PG_PASSWORD)
+                .arg("-h")
+                .arg(&self.sock)
+                .arg("-p")
+                .arg(self.port.to_string())
+                .args(["-U", "postgres"])
+                .args(args)
+                .arg("postgres"),
+        )
+    }
+
+    /// pgbench's TPC-B invariant: every transaction adds the same delta to one account, teller
+    /// and branch and logs it in history, so the four sums agree in any consistent state.
+    /// Returns the four sums, or the error when the tables cannot be read.
+    pub fn pgbench_sums(&self) -> Result<[i64; 4], String> {
+        let out = self.psql(
+            "SELECT (SELECT coalesce(sum(abalance), 0) FROM pgbench_accounts), (SELECT coalesce(sum(tbalance), 0) FROM pgbench_tellers), (SELECT coalesce(sum(bbalance), 0) FROM pgbench_branches), (SELECT coalesce(sum(delta), 0) FROM pgbench_history)",
+        )?;
+        let v: Vec<i64> = out
+            .split('|')
+            .map(|x| x.trim().parse().map_err(|e| format!("{x:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        v.try_into()
+            .map_err(|v| format!("expected 4 sums, got {v:?}"))
+    }
+
+    /// Starts the server and waits up to `limit` for it to answer; false when it does not.
+    pub fn try_start(&mut self, limit: Duration) -> bool {
+        self.spawn();
+        db::wait_for(limit, || self.psql("SELECT 1").ok()).is_some()
+    }
+
     /// The atomic-snapshot copy of PGDATA as a server that is not started yet (its port is
     /// chosen, so a restore hook can be started before the server).
     pub fn snapshot(&self) -> PgServer {

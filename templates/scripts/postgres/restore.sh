@@ -9,6 +9,7 @@ T=postgres
 W=${VHI_RESTORE_WAIT_SECONDS:-600}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/pg.sh
+. ./lib/pg-dbs.sh
 until_s "$W"
 t=$(date +%s)
 up() {
@@ -25,18 +26,6 @@ until up; do
   sleep 2
 done
 v=$(pq "$via" "SHOW server_version")
-l=$(pq "$via" "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1") || die "cannot list databases: $l"
-s=
-n=0
-set -f
-IFS='
-'
-# Tables are counted from each database's catalog, which a restore keeps (crash recovery resets
-# the statistics counters).
-for d in $l; do
-  c=$(pq "$via" "SELECT count(*) FILTER (WHERE relkind IN ('r', 'p') AND oid >= 16384), pg_size_pretty(pg_database_size(current_database())) FROM pg_class" "$d") || die "cannot read database $d: $c"
-  n=$((n + ${c%%|*}))
-  s="$s $d (${c%%|*} tables, ${c#*|}),"
-done
+dbs
 [ $n -gt 0 ] || [ "${VHI_RESTORE_ALLOW_EMPTY:-}" = 1 ] || die "PostgreSQL $v came back without a user table, as from an empty volume (VHI_RESTORE_ALLOW_EMPTY=1 if it was empty):$s"
 say "restore check passed: PostgreSQL $v, $r, up after $(($(date +%s) - t))s; databases:${s%,}"

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Pre-backup in dump mode (lib/dump.sh): pg_dumpall (every database, roles, tablespaces) into
+# the dump volume, one consistent snapshot per database. Free space is checked first: the
+# databases' size on disk, an upper bound for a plain dump of most data (indexes are dumped as
+# one line each). The dump is written under a temporary name, flushed, checked for pg_dumpall's
+# own end line, marked complete and renamed: a copy of the volume holds the previous complete
+# dump or the new one, never part of one. It is stopped after VHI_DUMP_SECONDS (default 3300,
+# under the hook's 1h timeout). Writes go on meanwhile (pg_dumpall takes no lock that blocks them).
+T=postgres
+. ./lib/common.sh
+W=${VHI_DUMP_SECONDS:-3300}
+[ "$W" -ge 0 ] 2>/dev/null || die "VHI_DUMP_SECONDS is not a number"
+. ./lib/pg.sh
+. ./lib/dump.sh
+[ -w "$V" ] || die "dump volume $V missing or not writable"
+pick || die "no dump: cannot connect as $u:$errs"
+k=$(pq "$via" "SELECT sum(pg_database_size(oid))::bigint / 1024 FROM pg_database") || die "no dump: $k"
+f=$(df -Pk "$V" | awk 'NR==2{print $4}')
+[ "${f:-0}" -gt "$k" ] || die "no dump: $V has ${f:-?} KiB free, the databases take $k KiB"
+p=$F.partial
+e=$F.err
+trap 'rm -f "$p" "$e"' EXIT
+until_s "$W"
+t=$(date +%s)
+timeout "$W" pg_dumpall -w -U "$u" ${via:+-h"$via"} -l postgres >"$p" 2>"$e" || {
+  late && die "pg_dumpall not done within ${W}s (VHI_DUMP_SECONDS), no new dump"
+  die "pg_dumpall failed, no new dump: $(tail -n 5 "$e")"
+}
+tail -n 4 "$p" | grep -q '^-- PostgreSQL database cluster dump complete' || die "pg_dumpall output has no end, no new dump"
+id=$(date +%s)-$$
+printf '%s%s\n' "$M" "$id" >>"$p"
+sync
+mv -f "$p" "$F" || die "cannot rename the dump to $F"
+rm -f "$V"/load*
+sync
+say "dumped every database to $F ($(wc -c <"$F") bytes, id $id) in $(($(date +%s) - t))s"

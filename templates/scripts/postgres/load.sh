@@ -1,0 +1,47 @@
+#!/bin/sh
+# Post-restore in dump mode (lib/dump.sh): loads the dump into the database the image
+# initialised on the empty data volume, exactly once, and never over user data: it refuses a
+# database that already has user tables, and a load that began but did not finish (marker
+# loading-ID) is reported, not repeated. Waits up to VHI_RESTORE_WAIT_SECONDS (default 600) for
+# a primary that accepts connections; the load is stopped after VHI_LOAD_SECONDS (default 2700).
+# "already exists" errors for roles and databases are expected (the image creates the
+# superuser and POSTGRES_DB); any other error fails the hook.
+T=postgres
+. ./lib/common.sh
+W=${VHI_RESTORE_WAIT_SECONDS:-600}
+[ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS is not a number"
+L=${VHI_LOAD_SECONDS:-2700}
+[ "$L" -ge 0 ] 2>/dev/null || die "VHI_LOAD_SECONDS is not a number"
+. ./lib/pg.sh
+. ./lib/pg-dbs.sh
+. ./lib/dump.sh
+# dump_id: the id in $F's end marker into $id; fails when the dump is missing or cut short.
+[ -f "$F" ] || die "no dump at $F: the backup holds none, nothing loaded"
+l=$(tail -n 1 "$F")
+case $l in
+  "$M"*) id=${l#"$M"} ;;
+  *) die "dump $F is truncated (no end marker), nothing loaded" ;;
+esac
+[ ! -f "$V/loaded-$id" ] || { say "dump $id was loaded before ($(cat "$V/loaded-$id")), nothing done"; exit 0; }
+[ ! -f "$V/loading-$id" ] || die "a load of dump $id did not finish: empty the data volume, restart the pod"
+until_s "$W"
+until pick && r=$(pq "$via" "SELECT pg_is_in_recovery()") && [ "$r" = f ]; do
+  late && die "no primary up within ${W}s:$errs ${r:-}, dump $id not loaded"
+  sleep 2
+done
+dbs
+[ $n -eq 0 ] || die "dump $id NOT loaded: the database already has $n user tables:$s"
+date >"$V/loading-$id" || die "cannot write $V/loading-$id"
+e=$F.err
+until_s "$L"
+t=$(date +%s)
+timeout "$L" psql -Xwq -v ON_ERROR_STOP=0 -U "$u" ${via:+-h"$via"} -d postgres -f "$F" >/dev/null 2>"$e"
+c=$?
+b=$(grep 'ERROR:' "$e" | grep -Ev '(role|database) ".*" already exists' | head -n 3)
+if [ $c -ne 0 ] || [ -n "$b" ]; then
+  die "loading dump $id failed$(late && echo " (over ${L}s)"): ${b:-$(tail -n 3 "$e")}"
+fi
+mv -f "$V/loading-$id" "$V/loaded-$id"
+sync
+dbs
+say "loaded dump $id ($(wc -c <"$F") bytes) in $(($(date +%s) - t))s, databases:${s%,}"
