@@ -535,6 +535,57 @@ fn dump_mode_fsb(major: u32) {
         "0",
         "nothing of a truncated dump is loaded"
     );
+    // A load that began and did not finish is reported, never repeated over its half.
+    std::fs::write(&cut, &full).expect("whole dump");
+    let last = String::from_utf8_lossy(&full)
+        .lines()
+        .last()
+        .expect("end marker")
+        .to_owned();
+    let id = last.rsplit("id=").next().expect("id");
+    std::fs::write(cut.with_file_name(format!("loading-{id}")), "then").expect("marker");
+    run_hook(&dump_tpl(), Phase::Restore, &ec)
+        .expect("load hook")
+        .assert_fails_with("interrupted load", "did not finish");
+
+    // Pre-hook limits, against a stand-in client in the container's PATH: too little room, and
+    // a pg_dumpall that never ends. The previous complete dump stays; no partial file is left.
+    let fake = s.tmp.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).expect("fake bin");
+    let script = |name: &str, body: &str| {
+        let p = fake.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("script");
+        db::sh(std::process::Command::new("chmod").arg("755").arg(&p)).expect("chmod");
+    };
+    let path = format!("{}:{}", fake.display(), db::CONTAINER_PATH);
+    let previous = std::fs::read(dump.join("pg_dumpall.sql")).expect("previous dump");
+    script(
+        "df",
+        "echo 'Filesystem 1024-blocks Used Available Capacity Mounted on'; echo 'vhi 100 99 1 99% /vhi-dump'",
+    );
+    run_hook(&dump_tpl(), Phase::Pre, &c.clone().with("PATH", &path))
+        .expect("pre")
+        .assert_fails_with("full dump volume", "KiB free");
+    std::fs::remove_file(fake.join("df")).expect("rm df");
+    script("pg_dumpall", "sleep 30");
+    let slow = run_hook(
+        &dump_tpl(),
+        Phase::Pre,
+        &c.clone().with("PATH", &path).with("VHI_DUMP_SECONDS", "2"),
+    )
+    .expect("pre");
+    slow.assert_fails_with("endless pg_dumpall", "not done within 2s");
+    assert!(slow.elapsed < Duration::from_secs(10), "bounded: {slow}");
+    assert_eq!(
+        std::fs::read(dump.join("pg_dumpall.sql")).expect("dump"),
+        previous,
+        "the previous complete dump is kept"
+    );
+    assert!(
+        !dump.join("pg_dumpall.sql.partial").exists(),
+        "no partial dump left"
+    );
+
     // Never over user data: the original server with its own dump.
     run_hook(&dump_tpl(), Phase::Restore, &wait(c))
         .expect("load hook")

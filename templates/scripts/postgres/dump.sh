@@ -9,7 +9,7 @@
 T=postgres
 . ./lib/common.sh
 W=${VHI_DUMP_SECONDS:-3300}
-[ "$W" -ge 0 ] 2>/dev/null || die "VHI_DUMP_SECONDS is not a number"
+[ "$W" -gt 0 ] 2>/dev/null || die "VHI_DUMP_SECONDS is not a number above 0"
 . ./lib/pg.sh
 . ./lib/dump.sh
 [ -w "$V" ] || die "dump volume $V missing or not writable"

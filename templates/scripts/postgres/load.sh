@@ -11,7 +11,7 @@ T=postgres
 W=${VHI_RESTORE_WAIT_SECONDS:-600}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS is not a number"
 L=${VHI_LOAD_SECONDS:-2700}
-[ "$L" -ge 0 ] 2>/dev/null || die "VHI_LOAD_SECONDS is not a number"
+[ "$L" -gt 0 ] 2>/dev/null || die "VHI_LOAD_SECONDS is not a number above 0"
 . ./lib/pg.sh
 . ./lib/pg-dbs.sh
 . ./lib/dump.sh
