@@ -586,6 +586,21 @@ fn dump_mode_fsb(major: u32) {
         "no partial dump left"
     );
 
+    // The same two hooks in an Alpine-like userland (BusyBox sh, df, timeout, tail, grep).
+    std::fs::remove_file(fake.join("pg_dumpall")).expect("rm fake");
+    if let Some(r) = db::run_hook_busybox(&dump_tpl(), Phase::Pre, &c) {
+        r.assert_ok("dump under busybox");
+        let bb = PgServer::init_with(&v, PgAuth::TrustLocal, true);
+        let bdump = dump_volume(bb.tmp.path());
+        db::fsb_copy(&dump, &bdump, Duration::ZERO);
+        let bc = bb
+            .container()
+            .with("VHI_DUMP_DIR", &bdump.display().to_string());
+        let run = db::run_hook_busybox(&dump_tpl(), Phase::Restore, &bc).expect("busybox");
+        run.assert_ok("load under busybox");
+        assert!(run.stdout.contains("postgres (5 tables"), "{run}");
+    }
+
     // Never over user data: the original server with its own dump.
     run_hook(&dump_tpl(), Phase::Restore, &wait(c))
         .expect("load hook")
