@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -168,6 +169,10 @@ pub struct ExecHook {
     /// argv; not run in a shell unless it starts one.
     #[serde(default)]
     pub command: Vec<String>,
+    /// `command` as Velero's JSON array, encoded on first use: escaping a few KiB of script is
+    /// the largest part of an admission, and it is the same for every pod.
+    #[serde(skip)]
+    command_json: OnceLock<String>,
     /// Built-in templates only: a script under `templates/scripts/`, run as `/bin/sh -c`.
     #[serde(default)]
     pub script: Option<String>,
@@ -184,6 +189,9 @@ pub struct RestoreHook {
     /// argv; not run in a shell unless it starts one.
     #[serde(default)]
     pub command: Vec<String>,
+    /// `command` as Velero's JSON array, encoded on first use (see [`ExecHook`]).
+    #[serde(skip)]
+    command_json: OnceLock<String>,
     /// Built-in templates only: a script under `templates/scripts/`, run as `/bin/sh -c`.
     #[serde(default)]
     pub script: Option<String>,
@@ -358,7 +366,8 @@ fn hook_annotations(hooks: &Hooks, container: &str) -> BTreeMap<String, String> 
         (velero::POST_BACKUP, &hooks.post_backup),
     ] {
         if let Some(h) = hook {
-            put(prefix, "command", command_json(&h.command));
+            let json = h.command_json.get_or_init(|| command_json(&h.command));
+            put(prefix, "command", json.clone());
             put(prefix, "container", container.to_owned());
             put(prefix, "on-error", h.on_error.as_str().to_owned());
             put(prefix, "timeout", h.timeout.to_string());
@@ -366,7 +375,8 @@ fn hook_annotations(hooks: &Hooks, container: &str) -> BTreeMap<String, String> 
     }
     if let Some(h) = &hooks.post_restore {
         let p = velero::POST_RESTORE;
-        put(p, "command", command_json(&h.command));
+        let json = h.command_json.get_or_init(|| command_json(&h.command));
+        put(p, "command", json.clone());
         put(p, "container", container.to_owned());
         put(p, "on-error", h.on_error.as_str().to_owned());
         put(p, "exec-timeout", h.exec_timeout.to_string());
