@@ -13,6 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::backup_method::ClusterDefaults;
 use crate::render::{self, RenderError, Rendered};
 use crate::rules::{self, Finding, Severity};
 use crate::template::Library;
@@ -163,9 +164,10 @@ pub async fn audit(
     client: &kube::Client,
     scope: &Scope,
     library: &Library,
+    defaults: ClusterDefaults,
 ) -> Result<Report, AuditError> {
     let pods = list_pods(client, scope).await?;
-    Ok(audit_pods(scope.to_string(), &pods, library))
+    Ok(audit_pods(scope.to_string(), &pods, library, defaults))
 }
 
 /// One pod (or pod template) with findings.
@@ -351,14 +353,19 @@ fn out_of_scope(pod: &Pod) -> bool {
     excluded || finished
 }
 
-/// Checks pods (pure): every pod that Velero would run hooks for is examined; only those with
-/// findings are listed.
-pub fn audit_pods(scope: String, pods: &[Pod], library: &Library) -> Report {
+/// Checks pods (pure) under the cluster's Backup `defaults`: every pod that Velero would run
+/// hooks for is examined; only those with findings are listed.
+pub fn audit_pods(
+    scope: String,
+    pods: &[Pod],
+    library: &Library,
+    defaults: ClusterDefaults,
+) -> Report {
     let checked: Vec<&Pod> = pods.iter().filter(|p| !out_of_scope(p)).collect();
     let reports = checked
         .iter()
         .filter_map(|pod| {
-            let findings = rules::check_pod(pod, library);
+            let findings = rules::check_pod_with(pod, library, defaults);
             (!findings.is_empty()).then(|| PodReport {
                 namespace: pod.metadata.namespace.clone(),
                 name: pod
@@ -390,22 +397,36 @@ pub fn pod_of_manifest(manifest: &Value) -> Option<Pod> {
     ) {
         m.entry("namespace").or_insert_with(|| ns.clone());
     }
-    let mut pod = serde_json::Map::new();
-    pod.insert("metadata".into(), metadata);
-    pod.insert("spec".into(), template.get("spec")?.clone());
-    serde_json::from_value(Value::Object(pod)).ok()
+    let mut pod = serde_json::json!({"metadata": metadata, "spec": template.get("spec")?.clone()});
+    if kind == "StatefulSet" {
+        // Its pods also get a volume per claim template, which the pod template does not list.
+        let claims = manifest
+            .pointer("/spec/volumeClaimTemplates")
+            .unwrap_or(&Value::Null);
+        let name = manifest
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        render::add_claim_template_volumes(&mut pod, &render::manifest_claims(claims), name);
+    }
+    serde_json::from_value(pod).ok()
 }
 
 /// Findings for one rendered manifest (`render --check`): the pod as the webhook would leave it.
 /// `None` for kinds without pods.
-pub fn check_rendered(file: &str, rendered: &Rendered, library: &Library) -> Option<PodReport> {
+pub fn check_rendered(
+    file: &str,
+    rendered: &Rendered,
+    library: &Library,
+    defaults: ClusterDefaults,
+) -> Option<PodReport> {
     rendered.outcome?;
     let pod = pod_of_manifest(&rendered.manifest)?;
     Some(PodReport {
         namespace: pod.metadata.namespace.clone(),
         name: rendered.subject.clone(),
         file: Some(file.to_owned()),
-        findings: rules::check_pod(&pod, library),
+        findings: rules::check_pod_with(&pod, library, defaults),
     })
 }
 
@@ -420,24 +441,26 @@ pub struct ManifestCheck {
 }
 
 /// `render --check`: renders every document of `inputs` (`(file name, text)`, `-` for stdin) as
-/// the webhook would, and checks each resulting pod (template) against the rules.
+/// the webhook run with the Backup `defaults` would, and checks each resulting pod (template)
+/// against the rules.
 pub fn check_manifests(
     inputs: &[(String, String)],
     library: &Library,
+    defaults: ClusterDefaults,
 ) -> Result<ManifestCheck, RenderError> {
     let mut checked = 0;
     let mut pods = Vec::new();
     let mut warnings = Vec::new();
     for (file, text) in inputs {
         for (i, doc) in render::parse_documents(file, text)?.into_iter().enumerate() {
-            let rendered = render::render(file, i + 1, doc, library)?;
+            let rendered = render::render_with(file, i + 1, doc, library, defaults)?;
             warnings.extend(
                 rendered
                     .warnings
                     .iter()
                     .map(|w| format!("{}: {w}", rendered.subject)),
             );
-            if let Some(report) = check_rendered(file, &rendered, library) {
+            if let Some(report) = check_rendered(file, &rendered, library, defaults) {
                 checked += 1;
                 if !report.findings.is_empty() {
                     pods.push(report);

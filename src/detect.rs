@@ -84,6 +84,9 @@ pub struct Decision {
     pub backup: Option<BackupMethod>,
     /// Dump mode: the volume and mount to add to the pod (with `add`'s annotations).
     pub dump_volume: Option<DumpVolume>,
+    /// Why dump mode was not used although the data goes to file-system backup and the
+    /// template has one (the pod's own settings rule it out).
+    pub dump_refused: Option<String>,
 }
 
 impl Decision {
@@ -96,6 +99,7 @@ impl Decision {
             warnings: Vec::new(),
             backup: None,
             dump_volume: None,
+            dump_refused: None,
         }
     }
 
@@ -466,6 +470,7 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
                         "dump mode is not used: {why}. {}",
                         template_warning.unwrap_or_default()
                     ));
+                    d.dump_refused = Some(why);
                     None
                 }
             }

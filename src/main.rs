@@ -185,6 +185,12 @@ enum Command {
             requires = "apply"
         )]
         exclude_namespaces: Vec<String>,
+        /// Assume Velero Backups copy every volume with file-system backup (kopia) unless a pod
+        /// lists it in backup.velero.io/backup-volumes-excludes, as the server's flag: pods whose
+        /// hooks do not fit how Velero copies their data are reported, and --apply decides as
+        /// admission does.
+        #[arg(long, env = "VHI_DEFAULT_VOLUMES_TO_FS_BACKUP")]
+        default_volumes_to_fs_backup: bool,
     },
     /// List, show or validate hook templates.
     Templates {
@@ -394,8 +400,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             templates,
             check: true,
             output,
+            default_volumes_to_fs_backup,
             ..
-        } => exit_with(check_command(&files, templates.as_deref(), output)),
+        } => exit_with(check_command(
+            &files,
+            templates.as_deref(),
+            output,
+            ClusterDefaults {
+                default_volumes_to_fs_backup,
+            },
+        )),
         Command::Render {
             files,
             patch,
@@ -422,12 +436,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             include_drift,
             mode,
             exclude_namespaces,
+            default_volumes_to_fs_backup,
         } => {
+            let defaults = ClusterDefaults {
+                default_volumes_to_fs_backup,
+            };
             let apply = apply.then_some(ApplyOptions {
                 dry_run,
                 include_drift,
                 cluster_mode: mode,
                 excluded: exclude_namespaces,
+                backup_defaults: defaults,
             });
             exit_code(audit_command(
                 namespace,
@@ -439,6 +458,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 output,
                 templates.as_deref(),
                 apply,
+                defaults,
             ))
         }
         Command::Templates { action, templates } => templates_command(action, templates.as_deref()),
@@ -536,6 +556,7 @@ async fn serve(
                     .into_iter()
                     .filter(|n| !n.is_empty())
                     .collect(),
+                backup_defaults,
                 ..ReconcileConfig::default()
             };
             tracing::info!(rate = rc.rate, burst = rc.burst, resync_s = rc.resync.as_secs(), excluded = %rc.excluded.join(","), namespaces = %if rc.namespaces.is_empty() { "all".to_owned() } else { rc.namespaces.join(",") }, "reconciler started: running pods in opted-in namespaces get the hooks admission would add");
@@ -676,10 +697,11 @@ fn check_command(
     files: &[PathBuf],
     templates: Option<&std::path::Path>,
     output: OutputFormat,
+    defaults: ClusterDefaults,
 ) -> anyhow::Result<bool> {
     let library = library(templates)?;
     let inputs = read_inputs(files)?;
-    let checked = audit::check_manifests(&inputs, &library)?;
+    let checked = audit::check_manifests(&inputs, &library, defaults)?;
     for w in &checked.warnings {
         eprintln!("Warning: {w}");
     }
@@ -695,6 +717,7 @@ fn audit_command(
     output: OutputFormat,
     templates: Option<&std::path::Path>,
     apply: Option<ApplyOptions>,
+    defaults: ClusterDefaults,
 ) -> anyhow::Result<i32> {
     let library = library(templates)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -711,7 +734,7 @@ fn audit_command(
             )
         };
         let pods = audit::list_pods(&client, &scope).await?;
-        let report = audit::audit_pods(scope.to_string(), &pods, &library);
+        let report = audit::audit_pods(scope.to_string(), &pods, &library, defaults);
         let run = match &apply {
             Some(opts) => Some(apply::apply_report(&client, &pods, &report, &library, opts).await),
             None => None,

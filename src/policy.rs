@@ -248,6 +248,7 @@ mod tests {
             ],
             backup: None,
             dump_volume: None,
+            dump_refused: None,
         }
     }
 

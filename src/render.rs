@@ -193,7 +193,7 @@ pub fn render_with(
     })
 }
 
-fn manifest_claims(claims: &Value) -> Vec<String> {
+pub(crate) fn manifest_claims(claims: &Value) -> Vec<String> {
     claims
         .as_array()
         .map(|a| {
@@ -210,7 +210,7 @@ fn manifest_claims(claims: &Value) -> Vec<String> {
 
 /// The StatefulSet controller adds one PVC volume per claim template to every pod it creates;
 /// the webhook sees them, so rendering must too.
-fn add_claim_template_volumes(pod: &mut Value, claims: &[String], sts: &str) {
+pub(crate) fn add_claim_template_volumes(pod: &mut Value, claims: &[String], sts: &str) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };

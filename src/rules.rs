@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use regex::Regex;
 use serde::Serialize;
 
+use crate::backup_method::{self, ClusterDefaults, Method};
 use crate::detect::{self, Outcome};
 use crate::image::ImageRef;
 use crate::keys;
@@ -132,6 +133,8 @@ pub mod rule {
     pub const MISSING_HOOKS: &str = "missing-hooks";
     /// Injected hooks that differ from the current template.
     pub const TEMPLATE_DRIFT: &str = "template-drift";
+    /// The webhook's snapshot hooks on a pod whose data Velero copies file by file.
+    pub const FS_BACKUP_SNAPSHOT_HOOKS: &str = "fs-backup-snapshot-hooks";
     /// A velero-hook-injector control annotation, or Velero's exclude label, with a value that
     /// does not mean what it seems to (e.g. `inject: "no"`, `exclude-from-backup: "True"`).
     pub const CONTROL_VALUE_INVALID: &str = "control-value-invalid";
@@ -165,6 +168,7 @@ pub mod rule {
         LEGACY_KEYS_IGNORED,
         MISSING_HOOKS,
         TEMPLATE_DRIFT,
+        FS_BACKUP_SNAPSHOT_HOOKS,
         CONTROL_VALUE_INVALID,
     ];
 }
@@ -1174,14 +1178,20 @@ pub fn detect_engine(
 /// All findings for one pod: Velero rule violations, a database without backup hooks, and
 /// injected hooks that differ from the current template. Sorted errors first.
 pub fn check_pod(pod: &Pod, library: &Library) -> Vec<Finding> {
+    check_pod_with(pod, library, ClusterDefaults::default())
+}
+
+/// [`check_pod`] under the cluster's Backup `defaults` (`--default-volumes-to-fs-backup`).
+pub fn check_pod_with(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Vec<Finding> {
     let empty = Annotations::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let default_spec = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
     let engine = detect_engine(annotations, spec, library);
     let mut out = check(annotations, spec, engine.as_ref());
-    out.extend(missing_hooks(pod, library));
+    out.extend(missing_hooks(pod, library, defaults));
     out.extend(template_drift(annotations, library));
+    out.extend(snapshot_hooks_on_fs_backup(pod, library, defaults));
     out.extend(detect::control_problems(pod).into_iter().map(|p| {
         let text = p.message.strip_prefix("velero-hook-injector: ");
         let message = format!("{}.", text.unwrap_or(&p.message));
@@ -1192,7 +1202,7 @@ pub fn check_pod(pod: &Pod, library: &Library) -> Vec<Finding> {
 }
 
 /// A pod the webhook would inject backup hooks into but which has none.
-pub fn missing_hooks(pod: &Pod, library: &Library) -> Option<Finding> {
+pub fn missing_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Option<Finding> {
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     if annotations.keys().any(|k| velero::is_backup_hook_key(k)) {
         return None;
@@ -1202,7 +1212,7 @@ pub fn missing_hooks(pod: &Pod, library: &Library) -> Option<Finding> {
         a.remove(keys::INJECTED);
         a.remove(keys::SKIPPED);
     }
-    let decision = detect::decide(&stripped, library);
+    let decision = detect::decide_with(&stripped, library, defaults);
     if decision.outcome != Outcome::Injected
         || !decision.add.keys().any(|k| velero::is_backup_hook_key(k))
     {
@@ -1217,6 +1227,61 @@ pub fn missing_hooks(pod: &Pod, library: &Library) -> Option<Finding> {
         format!(
             "container {container:?} runs a database the {template:?} template covers, but the pod has no Velero backup hooks: its backups are crash-consistent at best. The pod was created before the webhook was installed, while it was down, or outside an opted-in namespace. Fix: label the namespace {}=enabled, then run `velero-hook-injector audit --apply` (or serve --reconcile) to add the hooks to the running pod, or restart the workload (kubectl rollout restart …).",
             keys::NAMESPACE_OPT_IN
+        ),
+    ))
+}
+
+/// The webhook's snapshot hooks (e.g. CHECKPOINT) on a pod whose data volume Velero now copies
+/// file by file, for a template whose snapshot hooks do not make such a copy consistent (it has
+/// a dump mode). Happens when the pod was admitted before its `backup.velero.io/*` annotations,
+/// `--default-volumes-to-fs-backup` or dump mode existed, or when its own settings rule dump
+/// mode out (then admission warned, and this keeps saying so).
+pub fn snapshot_hooks_on_fs_backup(
+    pod: &Pod,
+    library: &Library,
+    defaults: ClusterDefaults,
+) -> Option<Finding> {
+    let annotations = pod.metadata.annotations.as_ref()?;
+    let (name, container) = annotations.get(keys::INJECTED)?.split_once('/')?;
+    let template = library.get(name)?;
+    template.fs_backup.as_ref()?.dump.as_ref()?;
+    let snapshot = template.annotations(container);
+    let mut ours = snapshot
+        .iter()
+        .filter(|(k, _)| velero::is_backup_hook_key(k))
+        .peekable();
+    ours.peek()?;
+    if !ours.all(|(k, v)| annotations.get(k) == Some(v)) {
+        return None;
+    }
+    // Decide the pod as it was before the webhook wrote to it, under today's settings.
+    let mut before = pod.clone();
+    if let Some(a) = before.metadata.annotations.as_mut() {
+        a.retain(|k, v| k != keys::INJECTED && snapshot.get(k) != Some(v));
+    }
+    let decision = detect::decide_with(&before, library, defaults);
+    let method = decision.backup.as_ref()?;
+    if method.method != Method::FsBackup {
+        return None;
+    }
+    let fix = match (&decision.dump_volume, &decision.dump_refused) {
+        (Some(_), _) => format!(
+            "restart the pod (its workload, e.g. kubectl rollout restart) so the webhook injects dump mode: a logical dump into a {:?} volume that Velero copies instead of the live data (a running pod cannot get a volume, so audit --apply cannot do it)",
+            backup_method::DUMP_VOLUME
+        ),
+        (None, Some(why)) => format!(
+            "dump mode is ruled out because {why}; give the data volume a CSI snapshot (and set {} to snapshot), or change that and restart the pod",
+            keys::BACKUP_METHOD
+        ),
+        (None, None) => "restart the pod so the webhook decides again".to_owned(),
+    };
+    Some(finding(
+        Severity::Warning,
+        keys::INJECTED,
+        rule::FS_BACKUP_SNAPSHOT_HOOKS,
+        format!(
+            "container {container:?} carries the {name:?} hooks for volume snapshots, but Velero copies its data file by file ({}), and those hooks do not make that copy consistent: a restore can lose or tear rows or not start. Fix: {fix}.",
+            method.reason
         ),
     ))
 }

@@ -6,6 +6,7 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use tower_test::mock;
 use velero_hook_injector::audit::{self, AuditError, Scope};
+use velero_hook_injector::backup_method::ClusterDefaults;
 use velero_hook_injector::rules::rule;
 use velero_hook_injector::template::Library;
 
@@ -161,9 +162,14 @@ async fn audits_one_namespace_with_a_single_list_request() {
         send.send_response(json_response(StatusCode::OK, &pod_list(items, None)));
     });
 
-    let report = audit::audit(&client, &Scope::Namespace("shop".into()), &library())
-        .await
-        .expect("audit");
+    let report = audit::audit(
+        &client,
+        &Scope::Namespace("shop".into()),
+        &library(),
+        ClusterDefaults::default(),
+    )
+    .await
+    .expect("audit");
     server.await.expect("mock server");
 
     assert_eq!(report.scope, "namespace shop");
@@ -241,9 +247,14 @@ async fn all_namespaces_follows_continue_tokens() {
         send.send_response(json_response(StatusCode::OK, &pod_list(second, None)));
     });
 
-    let report = audit::audit(&client, &Scope::AllNamespaces, &library())
-        .await
-        .expect("audit");
+    let report = audit::audit(
+        &client,
+        &Scope::AllNamespaces,
+        &library(),
+        ClusterDefaults::default(),
+    )
+    .await
+    .expect("audit");
     server.await.expect("mock server");
     assert_eq!(report.scope, "all namespaces");
     assert_eq!(report.summary.checked, 2);
@@ -266,9 +277,14 @@ async fn clean_namespace_reports_no_findings() {
         )];
         send.send_response(json_response(StatusCode::OK, &pod_list(items, None)));
     });
-    let report = audit::audit(&client, &Scope::Namespace("db".into()), &library())
-        .await
-        .expect("audit");
+    let report = audit::audit(
+        &client,
+        &Scope::Namespace("db".into()),
+        &library(),
+        ClusterDefaults::default(),
+    )
+    .await
+    .expect("audit");
     server.await.expect("mock server");
     assert!(!report.has_findings());
     assert_eq!(
@@ -289,9 +305,14 @@ async fn forbidden_list_is_an_error_with_an_rbac_hint() {
         });
         send.send_response(json_response(StatusCode::FORBIDDEN, &status));
     });
-    let err = audit::audit(&client, &Scope::Namespace("shop".into()), &library())
-        .await
-        .expect_err("forbidden");
+    let err = audit::audit(
+        &client,
+        &Scope::Namespace("shop".into()),
+        &library(),
+        ClusterDefaults::default(),
+    )
+    .await
+    .expect_err("forbidden");
     server.await.expect("mock server");
     assert!(matches!(err, AuditError::List { .. }), "{err:?}");
     let text = err.to_string();

@@ -349,3 +349,42 @@ fn audit_bad_kubeconfig_or_flags_exit_two() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn render_check_honours_the_file_system_backup_default() {
+    // Manifests rendered while Backups took snapshots carry the CHECKPOINT hooks. Checked again
+    // for a cluster that now defaults to file-system backup, the postgres pod is reported: its
+    // hooks no longer make the copy consistent.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rendered = dir.path().join("rendered.yaml");
+    let out = run(&["render", CLEAN]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::write(&rendered, &out.stdout).expect("write");
+    let path = rendered.to_str().expect("utf-8 path");
+
+    let out = run(&["render", "--check", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    let out = run(&[
+        "render",
+        "--check",
+        "--default-volumes-to-fs-backup",
+        "--output",
+        "json",
+        path,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rules: Vec<&str> = report["pods"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .flat_map(|p| p["findings"].as_array().expect("findings"))
+        .map(|f| f["rule"].as_str().expect("rule"))
+        .collect();
+    assert!(
+        rules.contains(&"fs-backup-snapshot-hooks"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -12,6 +12,7 @@ use kube::api::Api;
 use reconcile::fake::{self, Script, Shared, State, db_pod, status};
 use serde_json::{Value, json};
 use velero_hook_injector::audit::{self, Scope};
+use velero_hook_injector::backup_method::ClusterDefaults;
 use velero_hook_injector::policy::Mode;
 use velero_hook_injector::reconcile::apply::{self, ApplyOptions, ApplyRun, PodResult};
 use velero_hook_injector::reconcile::decide::{self, Action, Inputs, Namespaces};
@@ -58,7 +59,12 @@ async fn run(state: &Shared, opts: &ApplyOptions) -> ApplyRun {
     let client = fake::client(state);
     let scope = Scope::Namespace("shop".into());
     let pods = audit::list_pods(&client, &scope).await.expect("list");
-    let report = audit::audit_pods(scope.to_string(), &pods, &library());
+    let report = audit::audit_pods(
+        scope.to_string(),
+        &pods,
+        &library(),
+        ClusterDefaults::default(),
+    );
     apply::apply_report(&client, &pods, &report, &library(), opts).await
 }
 
@@ -359,6 +365,7 @@ async fn two_writers_racing_produce_one_patch_effect() {
         namespaces: &ns,
         excluded: &[],
         include_drift: false,
+        backup_defaults: ClusterDefaults::default(),
     };
     let decide = |p: &Pod| decide::decide(p, &inputs);
     let (api_a, api_b): (Api<Pod>, Api<Pod>) =

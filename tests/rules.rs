@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use serde_json::json;
+use velero_hook_injector::backup_method::ClusterDefaults;
 use velero_hook_injector::rules::{self, Engine, Finding, Severity, rule};
 use velero_hook_injector::template::Library;
 use velero_hook_injector::version::Version;
@@ -728,6 +729,98 @@ fn current_injection_is_clean_and_an_old_one_drifts() {
         "velero-hook-injector.io/injected",
     );
     assert!(f.message.contains("no longer exists"), "{}", f.message);
+}
+
+/// A postgres pod carrying the webhook's snapshot hooks, plus `extra` annotations.
+fn snapshot_hooked(lib: &Library, extra: serde_json::Value) -> Pod {
+    let mut a = lib
+        .get("postgres")
+        .expect("postgres")
+        .annotations("postgres");
+    a.insert(
+        "velero-hook-injector.io/injected".into(),
+        "postgres/postgres".into(),
+    );
+    for (k, v) in extra.as_object().expect("object") {
+        a.insert(k.clone(), v.as_str().expect("string").to_owned());
+    }
+    db_pod(serde_json::to_value(&a).expect("map"))
+}
+
+#[test]
+fn snapshot_hooks_on_a_file_system_backup_volume_are_reported() {
+    let lib = Library::builtin().expect("builtin");
+    let fsb = ClusterDefaults {
+        default_volumes_to_fs_backup: true,
+    };
+    // Snapshots by default and no list: the CHECKPOINT hooks fit.
+    let plain = snapshot_hooked(&lib, json!({}));
+    assert_eq!(rules::check_pod(&plain, &lib), vec![]);
+    // The same pod in a cluster whose Backups default to file-system backup: told to restart
+    // for dump mode, which only admission can give it.
+    let f = only(
+        &rules::check_pod_with(&plain, &lib, fsb),
+        rule::FS_BACKUP_SNAPSHOT_HOOKS,
+        "velero-hook-injector.io/injected",
+    );
+    assert!(f.message.contains("file by file"), "{}", f.message);
+    assert!(f.message.contains("restart"), "{}", f.message);
+    assert!(f.message.contains("vhi-dump"), "{}", f.message);
+    // Opted out of file-system backup by the pod's own exclude list: fine again.
+    let excluded = snapshot_hooked(
+        &lib,
+        json!({"backup.velero.io/backup-volumes-excludes": "data"}),
+    );
+    assert_eq!(rules::check_pod_with(&excluded, &lib, fsb), vec![]);
+    // The pod lists its data volume for file-system backup itself, which rules dump mode out
+    // (the live data would still be copied): the finding says why and what to do instead.
+    let listed = snapshot_hooked(&lib, json!({"backup.velero.io/backup-volumes": "data"}));
+    let f = only(
+        &rules::check_pod(&listed, &lib),
+        rule::FS_BACKUP_SNAPSHOT_HOOKS,
+        "velero-hook-injector.io/injected",
+    );
+    assert!(f.message.contains("ruled out"), "{}", f.message);
+    assert!(f.message.contains("CSI snapshot"), "{}", f.message);
+}
+
+#[test]
+fn a_pod_in_dump_mode_is_clean_under_file_system_backup() {
+    let lib = Library::builtin().expect("builtin");
+    let fsb = ClusterDefaults {
+        default_volumes_to_fs_backup: true,
+    };
+    let mut p = db_pod(json!({}));
+    let d = velero_hook_injector::detect::decide_with(&p, &lib, fsb);
+    assert!(
+        d.dump_volume.is_some(),
+        "dump mode expected: {:?}",
+        d.warnings
+    );
+    p.metadata.annotations = Some(d.add);
+    assert_eq!(rules::check_pod_with(&p, &lib, fsb), vec![]);
+}
+
+#[test]
+fn file_copy_safe_templates_are_not_reported_under_file_system_backup() {
+    // redis's hooks hold while kopia copies: no dump mode, nothing to restart for.
+    let lib = Library::builtin().expect("builtin");
+    let mut a = lib.get("redis").expect("redis").annotations("redis");
+    a.insert(
+        "velero-hook-injector.io/injected".into(),
+        "redis/redis".into(),
+    );
+    let p = pod(json!({
+        "metadata": {"name": "r-0", "namespace": "shop", "annotations": a},
+        "spec": {
+            "containers": [{"name": "redis", "image": "redis:7.2", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-r-0"}}]
+        }
+    }));
+    let fsb = ClusterDefaults {
+        default_volumes_to_fs_backup: true,
+    };
+    assert_eq!(rules::check_pod_with(&p, &lib, fsb), vec![]);
 }
 
 #[test]

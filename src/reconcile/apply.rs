@@ -13,6 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 
 use crate::audit::Report;
+use crate::backup_method::ClusterDefaults;
 use crate::detect::Outcome;
 use crate::keys;
 use crate::patch;
@@ -262,6 +263,8 @@ pub struct ApplyOptions {
     pub cluster_mode: Mode,
     /// Namespaces the webhook never sees (its own, kube-system, excludeNamespaces).
     pub excluded: Vec<String>,
+    /// The server's `--default-volumes-to-fs-backup`.
+    pub backup_defaults: ClusterDefaults,
 }
 
 /// One pod's line in the apply output.
@@ -384,6 +387,7 @@ pub async fn apply_report(
         namespaces: &namespaces,
         excluded: &opts.excluded,
         include_drift: opts.include_drift,
+        backup_defaults: opts.backup_defaults,
     };
     let mut lines = Vec::new();
     let mut summary = ApplySummary {
@@ -411,7 +415,9 @@ pub async fn apply_report(
                 conflicts,
             } => {
                 summary.patched += 1;
-                if !opts.dry_run && rules::check_pod(&after, library).is_empty() {
+                if !opts.dry_run
+                    && rules::check_pod_with(&after, library, opts.backup_defaults).is_empty()
+                {
                     fixed.insert(label.clone());
                 }
                 let verb = match (opts.dry_run, plan.drift) {

@@ -23,6 +23,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch};
 
+use crate::backup_method::ClusterDefaults;
 use crate::policy::Mode;
 use crate::reconcile::apply::{self, PodResult};
 use crate::reconcile::cache::CachedPod;
@@ -71,6 +72,8 @@ pub struct Config {
     pub excluded: Vec<String>,
     /// Watch only these namespaces (one watch each, RBAC by Role); empty: all, one cluster watch.
     pub namespaces: Vec<String>,
+    /// The server's `--default-volumes-to-fs-backup`, as admission has it.
+    pub backup_defaults: ClusterDefaults,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             cluster_mode: Mode::Inject,
             excluded: vec!["kube-system".to_owned()],
             namespaces: Vec::new(),
+            backup_defaults: ClusterDefaults::default(),
         }
     }
 }
@@ -335,6 +339,7 @@ async fn run_worker(
             namespaces: namespaces.as_ref(),
             excluded: &cfg.excluded,
             include_drift: false,
+            backup_defaults: cfg.backup_defaults,
         };
         let action = decide::decide(&pod, &inputs);
         shared.set_unhooked(&key, action.is_unhooked());

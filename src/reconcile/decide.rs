@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::admission::{self, Context};
+use crate::backup_method::ClusterDefaults;
 use crate::detect::Outcome;
 use crate::keys;
 use crate::policy::{Mode, NamespaceLookup};
@@ -44,6 +45,8 @@ pub struct Inputs<'a> {
     pub excluded: &'a [String],
     /// Also bring `template-drift` pods up to the current template (`--include-drift`).
     pub include_drift: bool,
+    /// The cluster's Backup defaults (`--default-volumes-to-fs-backup`), as admission has them.
+    pub backup_defaults: ClusterDefaults,
 }
 
 /// Why a pod is left as it is.
@@ -116,9 +119,7 @@ pub fn decide(pod: &Pod, inputs: &Inputs<'_>) -> Action {
         library: inputs.library,
         cluster_mode: inputs.cluster_mode,
         namespaces: inputs.namespaces,
-        // The reconciler does not take --default-volumes-to-fs-backup yet: a pod counts as
-        // file-system backup here only through its own annotations.
-        backup_defaults: crate::backup_method::ClusterDefaults::default(),
+        backup_defaults: inputs.backup_defaults,
     };
     let m = admission::mutate(pod, namespace, &ctx);
     if m.degraded {
@@ -256,6 +257,7 @@ mod tests {
                 namespaces: &ns,
                 excluded: &[],
                 include_drift: false,
+                backup_defaults: ClusterDefaults::default(),
             },
         )
     }
@@ -274,6 +276,34 @@ mod tests {
         match decide_in(&p, Some(true), known(), Mode::Inject) {
             Action::Report(m) => assert!(m.contains("dump mode"), "{m}"),
             other => panic!("dump mode cannot be patched onto a running pod: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cluster_default_to_file_system_backup_is_honoured() {
+        // An unhooked pod with no Velero lists: with snapshots by default it gets the CHECKPOINT
+        // hooks; when Backups default to file-system backup those would protect nothing, so it
+        // is reported for a restart (dump mode), as admission would decide.
+        let p = pod(pod_json("postgres:16", json!({}), json!({})));
+        let lib = lib();
+        let ns = Fixed {
+            opted_in: Some(true),
+            view: known(),
+        };
+        let inputs = |fsb| Inputs {
+            library: &lib,
+            cluster_mode: Mode::Inject,
+            namespaces: &ns,
+            excluded: &[],
+            include_drift: false,
+            backup_defaults: ClusterDefaults {
+                default_volumes_to_fs_backup: fsb,
+            },
+        };
+        assert!(matches!(decide(&p, &inputs(false)), Action::Patch(_)));
+        match decide(&p, &inputs(true)) {
+            Action::Report(m) => assert!(m.contains("dump mode"), "{m}"),
+            other => panic!("expected a restart report: {other:?}"),
         }
     }
 
@@ -364,6 +394,7 @@ mod tests {
             namespaces: &ns,
             excluded: &excluded,
             include_drift: false,
+            backup_defaults: ClusterDefaults::default(),
         };
         assert_eq!(decide(&p, &inputs), Action::Leave(Leave::NotOptedIn));
     }
@@ -456,6 +487,7 @@ mod tests {
             namespaces: &ns,
             excluded: &[],
             include_drift: true,
+            backup_defaults: ClusterDefaults::default(),
         };
         let Action::Patch(plan) = decide(&p, &inputs) else {
             panic!("expected a drift patch");
