@@ -220,6 +220,26 @@ impl RedisServer {
         s
     }
 
+    /// Velero's file-system backup stand-in ([`db::fsb_copy`]): the data dir copied file by file
+    /// while this server runs, `pause` after each file, as a server not started yet.
+    pub fn fsb_copy(&self, pause: Duration) -> RedisServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-redis-fsb")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        db::fsb_copy(&self.data, &data, pause);
+        RedisServer {
+            mode: self.mode,
+            tmp,
+            data,
+            port: db::free_port(),
+            password: self.password.clone(),
+            bin: self.bin,
+            proc: None,
+        }
+    }
+
     /// The atomic-snapshot copy as a server not started yet (port chosen).
     pub fn snapshot(&self) -> RedisServer {
         let tmp = tempfile::Builder::new()
