@@ -217,8 +217,9 @@ pub fn run_hook(t: &Template, phase: Phase, c: &Container) -> Option<HookRun> {
 }
 
 /// Like [`run_hook`] but in an Alpine-like userland: `/bin/sh` is BusyBox ash and BusyBox
-/// applets (sed, tr, sleep, setsid, ...) come first on PATH; the database clients stay Debian's.
-/// None when the template has no such hook or BusyBox is missing (skip policy applied).
+/// applets (sed, tr, sleep, setsid, ...) come first on PATH, before the container's own PATH
+/// (its database clients). None when the template has no such hook or BusyBox is missing (skip
+/// policy applied).
 pub fn run_hook_busybox(t: &Template, phase: Phase, c: &Container) -> Option<HookRun> {
     static APPLETS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if !have(
@@ -240,7 +241,8 @@ pub fn run_hook_busybox(t: &Template, phase: Phase, c: &Container) -> Option<Hoo
         d
     });
     let mut alpine = c.clone();
-    alpine.set("PATH", &format!("{}:{CONTAINER_PATH}", dir.display()));
+    let path = c.env.get("PATH").map_or(CONTAINER_PATH, String::as_str);
+    alpine.set("PATH", &format!("{}:{path}", dir.display()));
     let ann = t.annotations(&c.name);
     let p = phase.prefix();
     let command = ann.get(&format!("{p}command"))?;

