@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use velero_hook_injector::admission;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::hooks::template::Library;
 
 fn check(body: &[u8], library: &Library, want_patch: bool) {
     let out = admission::review(body, library).expect("reviewed");
@@ -93,7 +93,7 @@ fn breakdown(c: &mut Criterion) {
         b.iter(|| admission::review(black_box(&lean), &library).expect("reviewed"))
     });
     g.bench_function("decide_parsed_pod", |b| {
-        b.iter(|| velero_hook_injector::detect::decide(black_box(&pod), &library))
+        b.iter(|| velero_hook_injector::pod::detect::decide(black_box(&pod), &library))
     });
     g.bench_function("review_whole", |b| {
         b.iter(|| admission::review(black_box(&body), &library).expect("reviewed"))

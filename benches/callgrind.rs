@@ -10,7 +10,7 @@ mod pods;
 use std::hint::black_box;
 
 use velero_hook_injector::admission;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::hooks::template::Library;
 
 fn main() {
     // `cargo bench` passes `--bench`; any argument other than that is ignored too.

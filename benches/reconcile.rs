@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
-use velero_hook_injector::metrics::Metrics;
-use velero_hook_injector::policy::{NamespaceLookup, NamespaceView};
+use velero_hook_injector::admission::policy::{NamespaceLookup, NamespaceView};
+use velero_hook_injector::hooks::template::Library;
 use velero_hook_injector::reconcile::controller::{self, Config, Reconciler};
 use velero_hook_injector::reconcile::decide::Namespaces;
 use velero_hook_injector::reconcile::metrics::ReconcileMetrics;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::server::metrics::Metrics;
 
 /// Counts live heap bytes, so that the cache is measured and not the allocator's habits.
 struct Counting;

@@ -1,25 +1,16 @@
-//! velero-hook-injector: detect database containers in pods and inject Velero backup hooks.
+//! velero-hook-injector: detect database containers in pods and inject Velero backup and restore
+//! hooks.
 //!
-//! The core (image parsing, detection, templates, patch building, admission decisions) is pure
-//! and synchronous; the server, TLS and metrics are thin layers in their own modules.
+//! The folders are the layers. The pure core, synchronous and without I/O: [`pod`] (what a pod
+//! runs, how Velero copies it), [`hooks`] (templates, scripts, Velero's rules) and [`admission`]
+//! (the decision, the namespace mode, the patch, offline rendering). The thin edges: [`server`]
+//! (HTTPS, TLS, metrics), [`cluster`] (the Kubernetes API: namespace cache, audit) and
+//! [`reconcile`] (hooks for running pods).
 
 pub mod admission;
-pub mod audit;
-pub mod backup_method;
-pub mod connection;
-pub mod detect;
-pub mod image;
+pub mod cluster;
+pub mod hooks;
 pub mod keys;
-pub mod metrics;
-pub mod namespaces;
-pub mod patch;
-pub mod policy;
+pub mod pod;
 pub mod reconcile;
-pub mod render;
-pub mod rules;
-pub mod script;
 pub mod server;
-pub mod template;
-pub mod tls;
-pub mod velero;
-pub mod version;

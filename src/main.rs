@@ -9,15 +9,18 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use velero_hook_injector::backup_method::ClusterDefaults;
-use velero_hook_injector::namespaces::NamespaceCache;
-use velero_hook_injector::policy::{Mode, NamespaceLookup, NoNamespaces};
+use velero_hook_injector::admission::policy::{Mode, NamespaceLookup, NoNamespaces};
+use velero_hook_injector::admission::render;
+use velero_hook_injector::cluster::audit;
+use velero_hook_injector::cluster::namespaces::NamespaceCache;
+use velero_hook_injector::hooks::template::Library;
+use velero_hook_injector::hooks::velero;
+use velero_hook_injector::pod::backup_method::ClusterDefaults;
 use velero_hook_injector::reconcile::apply::{self, ApplyOptions};
 use velero_hook_injector::reconcile::controller::{self, Config as ReconcileConfig};
 use velero_hook_injector::reconcile::metrics::ReconcileMetrics;
+use velero_hook_injector::server::tls;
 use velero_hook_injector::server::{self, AppState, ServeConfig};
-use velero_hook_injector::template::Library;
-use velero_hook_injector::{audit, render, tls, velero};
 
 #[derive(Parser)]
 #[command(
@@ -290,7 +293,7 @@ enum TemplatesAction {
 
 fn mode(s: &str) -> Result<Mode, String> {
     s.parse()
-        .map_err(|e: velero_hook_injector::policy::ModeError| e.to_string())
+        .map_err(|e: velero_hook_injector::admission::policy::ModeError| e.to_string())
 }
 
 fn library(custom: Option<&std::path::Path>) -> anyhow::Result<Library> {

@@ -5,10 +5,10 @@ use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
 use tower_test::mock;
-use velero_hook_injector::audit::{self, AuditError, Scope};
-use velero_hook_injector::backup_method::ClusterDefaults;
-use velero_hook_injector::rules::rule;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::cluster::audit::{self, AuditError, Scope};
+use velero_hook_injector::hooks::rules::rule;
+use velero_hook_injector::hooks::template::Library;
+use velero_hook_injector::pod::backup_method::ClusterDefaults;
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
 

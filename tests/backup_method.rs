@@ -7,10 +7,10 @@ use std::process::{Command, Stdio};
 
 use base64::Engine;
 use serde_json::{Value, json};
+use velero_hook_injector::admission::policy::{Mode, NoNamespaces};
 use velero_hook_injector::admission::{self, Context};
-use velero_hook_injector::backup_method::ClusterDefaults;
-use velero_hook_injector::policy::{Mode, NoNamespaces};
-use velero_hook_injector::template::Library;
+use velero_hook_injector::hooks::template::Library;
+use velero_hook_injector::pod::backup_method::ClusterDefaults;
 
 fn fixture() -> Value {
     let path = format!(
@@ -252,7 +252,7 @@ fn audit_sees_no_template_drift_in_a_dump_mode_pod() {
         serde_json::from_value(pod["metadata"]["annotations"].clone()).expect("annotations");
     let lib = Library::builtin().expect("library");
     assert!(
-        velero_hook_injector::rules::template_drift(&ann, &lib).is_none(),
+        velero_hook_injector::hooks::rules::template_drift(&ann, &lib).is_none(),
         "dump-mode hooks are the template's own"
     );
     let mut changed = ann.clone();
@@ -260,5 +260,5 @@ fn audit_sees_no_template_drift_in_a_dump_mode_pod() {
         "pre.hook.backup.velero.io/timeout".to_owned(),
         "2h".to_owned(),
     );
-    assert!(velero_hook_injector::rules::template_drift(&changed, &lib).is_some());
+    assert!(velero_hook_injector::hooks::rules::template_drift(&changed, &lib).is_some());
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use db::{Phase, run_hook};
 use db_maria::{MariaServer, ROOT_PASSWORD};
-use velero_hook_injector::template::Template;
+use velero_hook_injector::hooks::template::Template;
 
 /// Seconds the lock is held between pre and post in the effect tests.
 const HELD: Duration = Duration::from_secs(3);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use db::{Phase, run_hook};
 use db_pg::{PG_PASSWORD, PgAuth, PgServer};
 
-fn tpl() -> velero_hook_injector::template::Template {
+fn tpl() -> velero_hook_injector::hooks::template::Template {
     db::template("postgres")
 }
 
@@ -364,7 +364,7 @@ fn restore_hook_bad(major: u32) {
 
 /// The template's dump-mode hooks (what the webhook injects for file-system backup when it can
 /// give the pod a dump volume) in place of the default ones.
-fn dump_tpl() -> velero_hook_injector::template::Template {
+fn dump_tpl() -> velero_hook_injector::hooks::template::Template {
     let mut t = tpl();
     t.hooks = t
         .fs_backup

@@ -14,7 +14,7 @@ use db_redis::{Mode, RedisServer};
 
 const PW: &str = "redis-s3cret";
 
-fn tpl() -> velero_hook_injector::template::Template {
+fn tpl() -> velero_hook_injector::hooks::template::Template {
     db::template("redis")
 }
 

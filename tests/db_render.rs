@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use db::{Container, Phase, run_hook};
-use velero_hook_injector::template::{Library, Template};
+use velero_hook_injector::hooks::template::{Library, Template};
 
 fn scripts(t: &Template) -> Vec<(Phase, String)> {
     let ann = t.annotations("db");
@@ -22,7 +22,7 @@ fn scripts(t: &Template) -> Vec<(Phase, String)> {
         (Phase::Restore, "post.hook.restore.velero.io/command"),
     ] {
         if let Some(cmd) = ann.get(prefix) {
-            let argv = velero_hook_injector::velero::parse_command(cmd);
+            let argv = velero_hook_injector::hooks::velero::parse_command(cmd);
             if argv.first().map(String::as_str) == Some("/bin/sh") {
                 assert_eq!(
                     argv[1], "-c",
@@ -152,7 +152,7 @@ fn every_template_renders_velero_annotations() {
                 assert!(!v.contains("\n "), "{}: {k} must be compact JSON", t.name);
             }
             if k.ends_with("timeout") {
-                let d = velero_hook_injector::velero::parse_go_duration(v)
+                let d = velero_hook_injector::hooks::velero::parse_go_duration(v)
                     .unwrap_or_else(|| panic!("{}: {k}={v}", t.name));
                 assert!(d > Duration::ZERO && d <= Duration::from_secs(4 * 3600));
             }

@@ -10,7 +10,7 @@ use base64::Engine;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use velero_hook_injector::admission;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::hooks::template::Library;
 
 const IMAGES: &[&str] = &[
     "postgres:16.4",

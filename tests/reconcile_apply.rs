@@ -11,12 +11,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use reconcile::fake::{self, Script, Shared, State, db_pod, status};
 use serde_json::{Value, json};
-use velero_hook_injector::audit::{self, Scope};
-use velero_hook_injector::backup_method::ClusterDefaults;
-use velero_hook_injector::policy::Mode;
+use velero_hook_injector::admission::policy::Mode;
+use velero_hook_injector::cluster::audit::{self, Scope};
+use velero_hook_injector::hooks::template::Library;
+use velero_hook_injector::pod::backup_method::ClusterDefaults;
 use velero_hook_injector::reconcile::apply::{self, ApplyOptions, ApplyRun, PodResult};
 use velero_hook_injector::reconcile::decide::{self, Action, Inputs, Namespaces};
-use velero_hook_injector::template::Library;
 
 fn library() -> Library {
     Library::builtin().expect("built-in templates")

@@ -11,12 +11,12 @@ use std::time::Duration;
 use http::Method;
 use reconcile::fake::{self, Script, Shared, State, db_pod, status};
 use serde_json::{Value, json};
-use velero_hook_injector::metrics::Metrics;
-use velero_hook_injector::policy::{NamespaceLookup, NamespaceView};
+use velero_hook_injector::admission::policy::{NamespaceLookup, NamespaceView};
+use velero_hook_injector::hooks::template::Library;
 use velero_hook_injector::reconcile::controller::{self, Config, Reconciler};
 use velero_hook_injector::reconcile::decide::Namespaces;
 use velero_hook_injector::reconcile::metrics::ReconcileMetrics;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::server::metrics::Metrics;
 
 /// Namespace policy as the namespace cache would answer it.
 struct Ns {

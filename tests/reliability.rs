@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 use velero_hook_injector::server::MEMORY_RELEASE_INTERVAL;
-use velero_hook_injector::tls;
+use velero_hook_injector::server::tls;
 
 /// What every timeout in the server is (first request, header read, TLS handshake, request).
 const SERVER_BOUND: Duration = Duration::from_secs(10);

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use base64::Engine;
 use serde_json::Value;
 use velero_hook_injector::admission;
-use velero_hook_injector::render;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::admission::render;
+use velero_hook_injector::hooks::template::Library;
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use server::TestServer;
-use velero_hook_injector::tls;
+use velero_hook_injector::server::tls;
 
 fn der(path: &std::path::Path) -> Vec<u8> {
     CertificateDer::from_pem_file(path)

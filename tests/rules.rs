@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use serde_json::json;
-use velero_hook_injector::backup_method::ClusterDefaults;
-use velero_hook_injector::rules::{self, Engine, Finding, Severity, rule};
-use velero_hook_injector::template::Library;
-use velero_hook_injector::version::Version;
+use velero_hook_injector::hooks::rules::{self, Engine, Finding, Severity, rule};
+use velero_hook_injector::hooks::template::Library;
+use velero_hook_injector::pod::backup_method::ClusterDefaults;
+use velero_hook_injector::pod::version::Version;
 
 const PRE: &str = "pre.hook.backup.velero.io/";
 const POST: &str = "post.hook.backup.velero.io/";
@@ -791,7 +791,7 @@ fn a_pod_in_dump_mode_is_clean_under_file_system_backup() {
         default_volumes_to_fs_backup: true,
     };
     let mut p = db_pod(json!({}));
-    let d = velero_hook_injector::detect::decide_with(&p, &lib, fsb);
+    let d = velero_hook_injector::pod::detect::decide_with(&p, &lib, fsb);
     assert!(
         d.dump_volume.is_some(),
         "dump mode expected: {:?}",
@@ -863,7 +863,7 @@ fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
 fn drift_ignores_the_users_own_family_when_the_template_has_both() {
     let mut lib = Library::builtin().expect("builtin");
     lib.insert(
-        velero_hook_injector::template::Template::from_yaml(
+        velero_hook_injector::hooks::template::Template::from_yaml(
             "custom.yaml",
             r#"
 name: pg-restore

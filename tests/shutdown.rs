@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::stream;
-use velero_hook_injector::tls;
+use velero_hook_injector::server::tls;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -101,7 +101,7 @@ async fn a_valid_file_takes_effect_and_an_invalid_one_keeps_the_last_good_librar
     );
     // What VeleroHookInjectorTemplateReloadFailing reads: the refusal is the current state, and
     // the library in force still holds the six built-ins plus acme-db.
-    let builtins = velero_hook_injector::template::Library::builtin()
+    let builtins = velero_hook_injector::hooks::template::Library::builtin()
         .expect("builtins")
         .names()
         .len();

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 
 use json_patch::PatchOperation;
 use libfuzzer_sys::fuzz_target;
-use velero_hook_injector::render;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::admission::render;
+use velero_hook_injector::hooks::template::Library;
 
 static LIBRARY: LazyLock<Library> = LazyLock::new(|| Library::builtin().expect("builtin"));
 

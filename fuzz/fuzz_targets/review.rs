@@ -10,7 +10,7 @@ use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use velero_hook_injector::admission;
-use velero_hook_injector::template::Library;
+use velero_hook_injector::hooks::template::Library;
 
 const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
 

@@ -12,15 +12,15 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 
-use crate::audit::Report;
-use crate::backup_method::ClusterDefaults;
-use crate::detect::Outcome;
+use crate::admission::patch;
+use crate::admission::policy::{MODE_ANNOTATION, Mode, NamespaceLookup, NamespaceView};
+use crate::cluster::audit::Report;
+use crate::hooks::rules::{self, rule};
+use crate::hooks::template::Library;
 use crate::keys;
-use crate::patch;
-use crate::policy::{MODE_ANNOTATION, Mode, NamespaceLookup, NamespaceView};
+use crate::pod::backup_method::ClusterDefaults;
+use crate::pod::detect::Outcome;
 use crate::reconcile::decide::{self, Action, Inputs, Leave, Namespaces, Plan};
-use crate::rules::{self, rule};
-use crate::template::Library;
 
 /// fieldManager of every patch: `kubectl get pod -o yaml --show-managed-fields` names us.
 pub const FIELD_MANAGER: &str = "velero-hook-injector";

@@ -23,15 +23,15 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch};
 
-use crate::backup_method::ClusterDefaults;
-use crate::policy::Mode;
+use crate::admission::policy::Mode;
+use crate::hooks::template::Library;
+use crate::pod::backup_method::ClusterDefaults;
 use crate::reconcile::apply::{self, PodResult};
 use crate::reconcile::cache::CachedPod;
 use crate::reconcile::decide::{self, Action, Inputs, Namespaces};
 use crate::reconcile::metrics::ReconcileMetrics;
 use crate::reconcile::queue::{Pushed, WorkQueue};
 use crate::reconcile::ratelimit::TokenBucket;
-use crate::template::Library;
 
 /// Where the reconciler gets the template library in force (reloaded by `serve`).
 pub trait LibrarySource: Send + Sync {

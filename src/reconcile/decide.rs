@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::admission::policy::{Mode, NamespaceLookup};
 use crate::admission::{self, Context};
-use crate::backup_method::ClusterDefaults;
-use crate::detect::Outcome;
+use crate::hooks::rules;
+use crate::hooks::template::Library;
+use crate::hooks::velero;
 use crate::keys;
-use crate::policy::{Mode, NamespaceLookup};
-use crate::rules;
-use crate::template::Library;
-use crate::velero;
+use crate::pod::backup_method::ClusterDefaults;
+use crate::pod::detect::Outcome;
 
 /// Value of the namespace label [`keys::NAMESPACE_OPT_IN`] that opts a namespace in.
 pub const OPT_IN_VALUE: &str = "enabled";
@@ -26,7 +26,7 @@ pub trait Namespaces: NamespaceLookup {
     fn opted_in(&self, namespace: &str) -> Result<bool, String>;
 }
 
-impl Namespaces for crate::namespaces::NamespaceCache {
+impl Namespaces for crate::cluster::namespaces::NamespaceCache {
     fn opted_in(&self, namespace: &str) -> Result<bool, String> {
         self.has_label(namespace, keys::NAMESPACE_OPT_IN, OPT_IN_VALUE)
             .ok_or_else(|| format!("namespace {namespace:?} is not in the namespace cache yet"))
@@ -145,7 +145,7 @@ pub fn decide(pod: &Pod, inputs: &Inputs<'_>) -> Action {
         // admission can, when the pod is created again.
         return Action::Report(format!(
             "would add the {target} hooks in dump mode (file-system backup), which needs the {} volume that only a new pod can get; nothing changed. Restart the pod (its workload, e.g. kubectl rollout restart) so the webhook injects them at creation",
-            crate::backup_method::DUMP_VOLUME
+            crate::pod::backup_method::DUMP_VOLUME
         ));
     }
     match (m.outcome, m.mode) {
@@ -207,7 +207,7 @@ fn drift(pod: &Pod, library: &Library) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::NamespaceView;
+    use crate::admission::policy::NamespaceView;
     use serde_json::{Value, json};
 
     /// Namespaces with fixed opt-in and mode.
@@ -548,7 +548,7 @@ mod tests {
             let mut reconciled = template.clone();
             json_patch::merge(
                 &mut reconciled,
-                &crate::patch::merge_add_annotations(&plan.set, "7"),
+                &crate::admission::patch::merge_add_annotations(&plan.set, "7"),
             );
             assert_eq!(reconciled, only_admitted, "reconciled pod differs");
             // Admitted again (reinvocation, or the same object re-created): unchanged.

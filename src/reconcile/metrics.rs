@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn names_are_the_agreed_ones() {
-        let mut metrics = crate::metrics::Metrics::new();
+        let mut metrics = crate::server::metrics::Metrics::new();
         let m = ReconcileMetrics::register(metrics.registry_mut());
         m.count("patched");
         m.queue_depth.set(3);

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use velero_hook_injector::template::{Library, Template};
-use velero_hook_injector::velero;
+use velero_hook_injector::hooks::template::{Library, Template};
+use velero_hook_injector::hooks::velero;
 
 /// PATH inside the simulated container. Debian's PostgreSQL 15 client directory comes first so
 /// `psql` is the real client, not the pg_wrapper script.

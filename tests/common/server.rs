@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
+use velero_hook_injector::hooks::template::Library;
+use velero_hook_injector::server::tls;
 use velero_hook_injector::server::{self, AppState, Running, ServeConfig};
-use velero_hook_injector::template::Library;
-use velero_hook_injector::tls;
 
 /// A running server with its certificate directory.
 pub struct TestServer {

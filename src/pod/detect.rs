@@ -5,12 +5,12 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume};
 
-use crate::backup_method::{self, BackupMethod, ClusterDefaults, DumpVolume, Method};
-use crate::image::ImageRef;
+use crate::hooks::template::{Library, Template};
+use crate::hooks::velero;
 use crate::keys;
-use crate::template::{Library, Template};
-use crate::velero;
-use crate::version;
+use crate::pod::backup_method::{self, BackupMethod, ClusterDefaults, DumpVolume, Method};
+use crate::pod::image::ImageRef;
+use crate::pod::version;
 
 /// What the webhook did with a pod; also the `outcome` label of the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

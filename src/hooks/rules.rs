@@ -17,13 +17,13 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use regex::Regex;
 use serde::Serialize;
 
-use crate::backup_method::{self, ClusterDefaults, Method};
-use crate::detect::{self, Outcome};
-use crate::image::ImageRef;
+use crate::hooks::template::Library;
+use crate::hooks::velero::{self, MAX_HOOK_TIMEOUT};
 use crate::keys;
-use crate::template::Library;
-use crate::velero::{self, MAX_HOOK_TIMEOUT};
-use crate::version::{self, Version};
+use crate::pod::backup_method::{self, ClusterDefaults, Method};
+use crate::pod::detect::{self, Outcome};
+use crate::pod::image::ImageRef;
+use crate::pod::version::{self, Version};
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::detect::{Decision, Outcome};
-use crate::velero;
+use crate::hooks::velero;
+use crate::pod::detect::{Decision, Outcome};
 
 /// Namespace annotation that sets the mode for pods in that namespace.
 pub const MODE_ANNOTATION: &str = "velero-hook-injector.io/mode";
@@ -147,7 +147,7 @@ pub struct Verdict {
     /// Denial message (enforce only).
     pub denial: Option<String>,
     /// Dump mode's volume and mount to add with `add` (never in warn mode).
-    pub dump_volume: Option<crate::backup_method::DumpVolume>,
+    pub dump_volume: Option<crate::pod::backup_method::DumpVolume>,
 }
 
 /// Applies `mode` to a detection decision.

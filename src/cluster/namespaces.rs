@@ -10,7 +10,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch};
 
-use crate::policy::{MODE_ANNOTATION, NamespaceLookup, NamespaceView};
+use crate::admission::policy::{MODE_ANNOTATION, NamespaceLookup, NamespaceView};
 
 /// Namespace metadata kept in memory by a reflector (metadata only: small and cheap).
 #[derive(Clone)]

@@ -10,7 +10,7 @@
 
 macro_rules! src {
     ($p:literal) => {
-        ($p, include_str!(concat!("../templates/scripts/", $p)))
+        ($p, include_str!(concat!("../../templates/scripts/", $p)))
     };
 }
 

@@ -2,7 +2,7 @@
 //! or differ from the current template.
 //!
 //! The Kubernetes-facing part is thin ([`connect`], [`list_pods`]); everything else — which pods
-//! to check, the findings ([`crate::rules`]), the report and its table and JSON forms — is pure.
+//! to check, the findings ([`crate::hooks::rules`]), the report and its table and JSON forms — is pure.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -13,11 +13,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backup_method::ClusterDefaults;
-use crate::render::{self, RenderError, Rendered};
-use crate::rules::{self, Finding, Severity};
-use crate::template::Library;
-use crate::velero;
+use crate::admission::render::{self, RenderError, Rendered};
+use crate::hooks::rules::{self, Finding, Severity};
+use crate::hooks::template::Library;
+use crate::hooks::velero;
+use crate::pod::backup_method::ClusterDefaults;
 
 /// Page size of pod list requests (the API server answers with a continue token past it).
 pub const PAGE_SIZE: u32 = 500;

@@ -1,4 +1,9 @@
-//! The HTTPS server: a thin axum layer over [`crate::admission::review`].
+//! The HTTPS server: a thin axum layer over [`crate::admission::review`], with its TLS
+//! ([`tls`]), its connection limits ([`connection`]) and its Prometheus metrics ([`metrics`]).
+
+pub mod connection;
+pub mod metrics;
+pub mod tls;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -18,13 +23,11 @@ use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 
+use crate::admission::policy::{Mode, NamespaceLookup, NoNamespaces};
 use crate::admission::{self, Context};
-use crate::backup_method::ClusterDefaults;
-use crate::connection;
-use crate::metrics::Metrics;
-use crate::policy::{Mode, NamespaceLookup, NoNamespaces};
-use crate::template::Library;
-use crate::tls;
+use crate::hooks::template::Library;
+use crate::pod::backup_method::ClusterDefaults;
+use crate::server::metrics::Metrics;
 
 /// Largest AdmissionReview body accepted (the API server's own limit for objects is ~1.5 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -160,7 +163,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time a client gets to send the first request on a new connection (TLS handshake excluded), and
-/// the head of a later HTTP/1.1 request from its first byte (see [`crate::connection`]).
+/// the head of a later HTTP/1.1 request from its first byte (see [`crate::server::connection`]).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bounds a request whose body trickles in (slow-loris on the body), answering 408.

@@ -7,19 +7,22 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::image::ImageRef;
-use crate::script;
-use crate::velero::{self, GoDuration, OnError};
-use crate::version::Version;
+use crate::hooks::script;
+use crate::hooks::velero::{self, GoDuration, OnError};
+use crate::pod::image::ImageRef;
+use crate::pod::version::Version;
 
 /// Built-in templates, embedded at compile time (file name, YAML text).
 const BUILTIN: &[(&str, &str)] = &[
-    ("postgres.yaml", include_str!("../templates/postgres.yaml")),
-    ("mysql.yaml", include_str!("../templates/mysql.yaml")),
-    ("mariadb.yaml", include_str!("../templates/mariadb.yaml")),
-    ("redis.yaml", include_str!("../templates/redis.yaml")),
-    ("kafka.yaml", include_str!("../templates/kafka.yaml")),
-    ("mongodb.yaml", include_str!("../templates/mongodb.yaml")),
+    (
+        "postgres.yaml",
+        include_str!("../../templates/postgres.yaml"),
+    ),
+    ("mysql.yaml", include_str!("../../templates/mysql.yaml")),
+    ("mariadb.yaml", include_str!("../../templates/mariadb.yaml")),
+    ("redis.yaml", include_str!("../../templates/redis.yaml")),
+    ("kafka.yaml", include_str!("../../templates/kafka.yaml")),
+    ("mongodb.yaml", include_str!("../../templates/mongodb.yaml")),
 ];
 
 /// Namespaces Bitnami publishes the same images under; treated as one when matching.
@@ -656,7 +659,8 @@ mod tests {
             "Fail" | "Continue"
         ));
         assert!(
-            crate::velero::parse_go_duration(&a["pre.hook.backup.velero.io/timeout"]).is_some()
+            crate::hooks::velero::parse_go_duration(&a["pre.hook.backup.velero.io/timeout"])
+                .is_some()
         );
         for t in lib.iter() {
             for (k, v) in t.annotations("c") {

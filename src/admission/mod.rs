@@ -1,4 +1,12 @@
 //! AdmissionReview in, AdmissionReview out: the webhook's decision as a pure function of the body.
+//!
+//! [`mutate`] is the decision for one pod (the reconciler and `audit --apply` reuse it); the
+//! submodules are what it is made of: the namespace mode ([`policy`]), the add-only JSON Patch
+//! ([`patch`]), and the offline `render` that applies both to manifests ([`render`]).
+
+pub mod patch;
+pub mod policy;
+pub mod render;
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
@@ -9,11 +17,10 @@ use serde_json::Value;
 
 use std::collections::BTreeMap;
 
-use crate::backup_method::ClusterDefaults;
-use crate::detect::{self, Outcome};
-use crate::patch;
-use crate::policy::{self, Mode, NamespaceLookup, NoNamespaces};
-use crate::template::Library;
+use crate::admission::policy::{Mode, NamespaceLookup, NoNamespaces};
+use crate::hooks::template::Library;
+use crate::pod::backup_method::ClusterDefaults;
+use crate::pod::detect::{self, Outcome};
 
 /// The only AdmissionReview version served; v1beta1 is refused (see README).
 pub const API_VERSION: &str = "admission.k8s.io/v1";

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
-use crate::image::ImageRef;
+use crate::pod::image::ImageRef;
 
 /// A dotted numeric version such as `16.4` or `10.11.9`; missing components compare as 0.
 #[derive(Clone, Debug, Eq)]

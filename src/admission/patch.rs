@@ -69,9 +69,9 @@ pub fn merge_add_annotations(add: &BTreeMap<String, String>, resource_version: &
 /// `add` to `/-` of a missing array fails.
 pub fn add_dump_volume(
     spec: Option<&k8s_openapi::api::core::v1::PodSpec>,
-    dump: &crate::backup_method::DumpVolume,
+    dump: &crate::pod::backup_method::DumpVolume,
 ) -> Vec<PatchOperation> {
-    use crate::backup_method::{DUMP_MOUNT_PATH, DUMP_VOLUME};
+    use crate::pod::backup_method::{DUMP_MOUNT_PATH, DUMP_VOLUME};
     let mut ops = Vec::new();
     let add = |ops: &mut Vec<PatchOperation>, path: Vec<String>, exists: bool, item: Value| {
         let (path, value) = if exists {

@@ -4,10 +4,10 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-use crate::backup_method::ClusterDefaults;
-use crate::detect::{self, Outcome};
-use crate::patch;
-use crate::template::Library;
+use crate::admission::patch;
+use crate::hooks::template::Library;
+use crate::pod::backup_method::ClusterDefaults;
+use crate::pod::detect::{self, Outcome};
 
 /// Why a manifest could not be rendered.
 #[derive(Debug, thiserror::Error)]

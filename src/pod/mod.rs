@@ -1,0 +1,7 @@
+//! What a pod runs and how Velero will copy it: image references, engine versions, the choice
+//! of template and container, and the backup method of its data volumes. Pure: no I/O, no clock.
+
+pub mod backup_method;
+pub mod detect;
+pub mod image;
+pub mod version;
