@@ -223,35 +223,31 @@ impl RedisServer {
     /// Velero's file-system backup stand-in ([`db::fsb_copy`]): the data dir copied file by file
     /// while this server runs, `pause` after each file, as a server not started yet.
     pub fn fsb_copy(&self, pause: Duration) -> RedisServer {
-        let tmp = tempfile::Builder::new()
-            .prefix("vhi-redis-fsb")
-            .tempdir()
-            .expect("tempdir");
-        let data = tmp.path().join("data");
-        db::fsb_copy(&self.data, &data, pause);
-        RedisServer {
-            mode: self.mode,
-            tmp,
-            data,
-            port: db::free_port(),
-            password: self.password.clone(),
-            bin: self.bin,
-            proc: None,
-        }
+        self.copy("vhi-redis-fsb", |from, to| {
+            db::fsb_copy(from, to, pause);
+        })
     }
 
     /// The atomic-snapshot copy as a server not started yet (port chosen).
     pub fn snapshot(&self) -> RedisServer {
+        let pid = self.proc.as_ref().expect("running").pid();
+        self.copy("vhi-redis-restore", |from, to| {
+            db::snapshot_copy(pid, from, to)
+        })
+    }
+
+    /// A server not started yet (port chosen) on a copy of the data dir made by `copy`.
+    fn copy(
+        &self,
+        prefix: &str,
+        copy: impl FnOnce(&std::path::Path, &std::path::Path),
+    ) -> RedisServer {
         let tmp = tempfile::Builder::new()
-            .prefix("vhi-redis-restore")
+            .prefix(prefix)
             .tempdir()
             .expect("tempdir");
         let data = tmp.path().join("data");
-        db::snapshot_copy(
-            self.proc.as_ref().expect("running").pid(),
-            &self.data,
-            &data,
-        );
+        copy(&self.data, &data);
         RedisServer {
             mode: self.mode,
             tmp,
