@@ -256,14 +256,7 @@ impl serde::Serialize for AdmittedPod {
     }
 }
 
-impl k8s_openapi::Resource for AdmittedPod {
-    const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
-    const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
-    const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
-    const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
-    const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
-    type Scope = <Pod as k8s_openapi::Resource>::Scope;
-}
+crate::pod::pod_resource!(AdmittedPod);
 
 impl k8s_openapi::Metadata for AdmittedPod {
     type Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
