@@ -101,7 +101,7 @@ struct Response<'a> {
     uid: &'a str,
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
+    patch: Option<Box<serde_json::value::RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,6 +142,16 @@ impl<'a> Response<'a> {
         // A struct of strings and bools always serialises.
         serde_json::to_vec(&review).unwrap_or_default()
     }
+}
+
+/// `bytes` in base64 as a JSON string, written into the response as it is: base64 has nothing
+/// to escape, and escaping the patch's ~8 KiB again cost a tenth of an admission (callgrind).
+fn base64_json_string(bytes: &[u8]) -> Option<Box<serde_json::value::RawValue>> {
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
+    s.push('"');
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut s);
+    s.push('"');
+    serde_json::value::RawValue::from_string(s).ok()
 }
 
 /// What a review needs besides the body.
@@ -193,7 +203,48 @@ impl<'de> serde::Deserialize<'de> for AdmittedPod {
             #[serde(default)]
             containers: Vec<Container>,
             #[serde(default)]
-            volumes: Option<Vec<k8s_openapi::api::core::v1::Volume>>,
+            volumes: Option<Vec<LeanVolume>>,
+        }
+        /// A volume with its name and type. The decision reads the sources of PVC, emptyDir and
+        /// hostPath volumes, and of the others only whether they are there: the projected
+        /// service-account volume every pod has is a deep tree that is skipped unparsed.
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct LeanVolume {
+            name: String,
+            #[serde(default)]
+            persistent_volume_claim:
+                Option<k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource>,
+            #[serde(default)]
+            empty_dir: Option<k8s_openapi::api::core::v1::EmptyDirVolumeSource>,
+            #[serde(default)]
+            host_path: Option<k8s_openapi::api::core::v1::HostPathVolumeSource>,
+            #[serde(default)]
+            projected: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            secret: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            config_map: Option<serde::de::IgnoredAny>,
+            #[serde(default, rename = "downwardAPI")]
+            downward_api: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            image: Option<serde::de::IgnoredAny>,
+        }
+        impl From<LeanVolume> for k8s_openapi::api::core::v1::Volume {
+            fn from(v: LeanVolume) -> Self {
+                Self {
+                    name: v.name,
+                    persistent_volume_claim: v.persistent_volume_claim,
+                    empty_dir: v.empty_dir,
+                    host_path: v.host_path,
+                    projected: v.projected.map(|_| Default::default()),
+                    secret: v.secret.map(|_| Default::default()),
+                    config_map: v.config_map.map(|_| Default::default()),
+                    downward_api: v.downward_api.map(|_| Default::default()),
+                    image: v.image.map(|_| Default::default()),
+                    ..Default::default()
+                }
+            }
         }
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -242,7 +293,7 @@ impl<'de> serde::Deserialize<'de> for AdmittedPod {
                         ..Default::default()
                     })
                     .collect(),
-                volumes: s.volumes,
+                volumes: s.volumes.map(|v| v.into_iter().map(Into::into).collect()),
                 ..Default::default()
             }),
             status: None,
@@ -393,8 +444,11 @@ fn answer_pod(req: &AdmissionRequest<AdmittedPod>, ctx: &Context<'_>) -> Reviewe
             message,
         });
     } else if let Some(p) = m.json_patch(pod) {
-        if let Ok(bytes) = serde_json::to_vec(&p) {
-            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+        if let Some(b64) = serde_json::to_vec(&p)
+            .ok()
+            .and_then(|b| base64_json_string(&b))
+        {
+            response.patch = Some(b64);
             response.patch_type = Some("JSONPatch");
         }
     }
