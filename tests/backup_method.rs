@@ -116,6 +116,42 @@ fn postgres_under_the_fs_backup_default_gets_dump_mode_by_additions_only() {
 }
 
 #[test]
+fn mysql_and_mariadb_under_the_fs_backup_default_get_dump_mode_too() {
+    for (image, dump) in [("mariadb:10.11", "mariadb"), ("mysql:8.4", "mysql")] {
+        let mut r = fixture();
+        r["request"]["object"]["spec"]["containers"][0]["image"] = json!(image);
+        r["request"]["object"]["spec"]["containers"][0]["args"] = json!([]);
+        let (warnings, pod) = admit_pod(&r, true);
+        assert!(
+            warnings.contains(&format!(
+                "dump mode: the pre hook writes a logical dump of every {dump} database"
+            )),
+            "{image}: {warnings}"
+        );
+        let ann = &pod["metadata"]["annotations"];
+        assert_eq!(ann["backup.velero.io/backup-volumes-excludes"], "data");
+        let pre = ann["pre.hook.backup.velero.io/command"]
+            .as_str()
+            .expect("pre");
+        assert!(
+            pre.contains("--single-transaction") && pre.contains("--routines"),
+            "{pre}"
+        );
+        assert_eq!(pre.contains("--system=users"), dump == "mariadb", "{pre}");
+        assert!(
+            ann["post.hook.restore.velero.io/command"]
+                .as_str()
+                .is_some_and(|c| c.contains("loaded dump"))
+        );
+        assert_eq!(
+            pod["spec"]["volumes"].as_array().map(Vec::len),
+            Some(4),
+            "{image}: the dump volume is added"
+        );
+    }
+}
+
+#[test]
 fn postgres_whose_owner_lists_the_data_volume_falls_back_and_says_why() {
     let (warnings, pod) = admit_pod(&postgres_fixture(), false);
     assert!(

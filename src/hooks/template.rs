@@ -802,11 +802,6 @@ mod tests {
 
     #[test]
     fn dump_mode_hooks_outlast_their_own_deadlines() {
-        let pg = lib().get("postgres").cloned().expect("postgres");
-        let dump = pg
-            .fs_backup
-            .and_then(|f| f.dump)
-            .expect("postgres has a dump mode");
         let number = |script: &str, var: &str| -> u64 {
             script
                 .split(&format!("{var}:-"))
@@ -815,13 +810,30 @@ mod tests {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or_else(|| panic!("no default for {var}"))
         };
-        let pre = dump.pre_backup.expect("pre");
-        assert!(pre.timeout.value().as_secs() >= number(&pre.command[2], "VHI_DUMP_SECONDS") + 60);
-        let r = dump.post_restore.expect("restore");
-        let own = number(&r.command[2], "VHI_RESTORE_WAIT_SECONDS")
-            + number(&r.command[2], "VHI_LOAD_SECONDS");
-        assert!(r.exec_timeout.value().as_secs() >= own + 30);
-        assert!(r.wait_for_ready && r.wait_timeout.value().as_secs() >= 1800);
+        let mut with_dump = Vec::new();
+        for t in lib().iter() {
+            let Some(dump) = t.fs_backup.clone().and_then(|f| f.dump) else {
+                continue;
+            };
+            with_dump.push(t.name.clone());
+            let pre = dump.pre_backup.expect("pre");
+            assert!(
+                pre.timeout.value().as_secs() >= number(&pre.command[2], "VHI_DUMP_SECONDS") + 60,
+                "{}",
+                t.name
+            );
+            let r = dump.post_restore.expect("restore");
+            let own = number(&r.command[2], "VHI_RESTORE_WAIT_SECONDS")
+                + number(&r.command[2], "VHI_LOAD_SECONDS");
+            assert!(r.exec_timeout.value().as_secs() >= own + 30, "{}", t.name);
+            assert!(
+                r.wait_for_ready && r.wait_timeout.value().as_secs() >= 1800,
+                "{}",
+                t.name
+            );
+        }
+        with_dump.sort();
+        assert_eq!(with_dump, ["mariadb", "mysql", "postgres"]);
     }
 
     #[test]

@@ -9,4 +9,9 @@ p=${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}
 [ -z "$f" ] || p=$(cat "$f") || die "cannot read $f"
 [ -z "$p" ] || export MYSQL_PWD="$p"
 P=${MYSQL_TCP_PORT:-${MARIADB_PORT_NUMBER:-${MYSQL_PORT_NUMBER:-}}}
-my() { "$cli" ${MYSQL_HOST:+-h"$MYSQL_HOST"} ${P:+-P"$P"} ${MYSQL_UNIX_PORT:+-S"$MYSQL_UNIX_PORT"} -u"$u" --connect-timeout=10 -BN "$@"; }
+# cl PROGRAM ARG...: a client program (mariadb, mariadb-dump) with its arguments and then the
+# connection options (the clients take options after names), under timeout(1) when X holds a
+# number of seconds (a dump or a load: Velero's timeout kills nothing).
+# shellcheck disable=SC2086 # X splits into timeout and its seconds
+cl() { ${X:+timeout $X} "$@" ${MYSQL_HOST:+-h"$MYSQL_HOST"} ${P:+-P"$P"} ${MYSQL_UNIX_PORT:+-S"$MYSQL_UNIX_PORT"} -u"$u"; }
+my() { cl "$cli" --connect-timeout=10 -BN "$@"; }

@@ -15,15 +15,7 @@ L=${VHI_LOAD_SECONDS:-2700}
 . ./lib/pg.sh
 . ./lib/pg-dbs.sh
 . ./lib/dump.sh
-# dump_id: the id in $F's end marker into $id; fails when the dump is missing or cut short.
-[ -f "$F" ] || die "no dump at $F: the backup holds none, nothing loaded"
-l=$(tail -n 1 "$F")
-case $l in
-  "$M"*) id=${l#"$M"} ;;
-  *) die "dump $F is truncated (no end marker), nothing loaded" ;;
-esac
-[ ! -f "$V/loaded-$id" ] || { say "dump $id was loaded before ($(cat "$V/loaded-$id")), nothing done"; exit 0; }
-[ ! -f "$V/loading-$id" ] || die "a load of dump $id did not finish: empty the data volume, restart the pod"
+. ./lib/load.sh
 until_s "$W"
 until pick && r=$(pq "$via" "SELECT pg_is_in_recovery()") && [ "$r" = f ]; do
   late && die "no primary up within ${W}s:$errs ${r:-}, dump $id not loaded"
