@@ -1,5 +1,6 @@
 //! The `mysql` (FTWRL holder) and `mariadb` (BACKUP STAGE holder) templates against a real
-//! MariaDB 10.11 server (Debian mariadb-server). Oracle MySQL 8.x is not tested here.
+//! MariaDB 10.11 server (Debian mariadb-server), and their dump mode for file-system backup
+//! (s8) with its control (s9). Oracle MySQL 8.x is not tested here.
 
 #[path = "common/db.rs"]
 mod db;
@@ -9,8 +10,11 @@ mod db_maria;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use db::{Phase, run_hook};
-use db_maria::{MariaServer, ROOT_PASSWORD};
+use db_maria::{IMAGE_ENV, MariaServer, ROOT_PASSWORD};
 use velero_hook_injector::hooks::template::Template;
 
 /// Seconds the lock is held between pre and post in the effect tests.
@@ -450,6 +454,439 @@ fn restore_hook_bad(name: &str) {
         .assert_fails_with("empty volume", "without a user table");
 }
 
+/// The template's dump-mode hooks (what the webhook injects for file-system backup when it can
+/// give the pod a dump volume) in place of the default ones.
+fn dump_tpl(name: &str) -> Template {
+    let mut t = db::template(name);
+    t.hooks = t
+        .fs_backup
+        .clone()
+        .and_then(|f| f.dump)
+        .unwrap_or_else(|| panic!("{name} has a dump mode"));
+    t
+}
+
+/// The application of the dump-mode tests, in schema `db`: every commit of the writer inserts
+/// row n into t and u and moves one unit between the two balances, in one transaction (a trigger
+/// logs n in audit), so a torn copy shows; a MyISAM table, a view, a routine, an event; an
+/// account with a grant on one table.
+fn app_schema(s: &MariaServer, db: &str) {
+    s.sql(&format!(
+        "CREATE DATABASE IF NOT EXISTS {db}; \
+         CREATE TABLE {db}.t (n BIGINT PRIMARY KEY) ENGINE=InnoDB; \
+         CREATE TABLE {db}.u (n BIGINT PRIMARY KEY, pad CHAR(200) NOT NULL) ENGINE=InnoDB; \
+         CREATE TABLE {db}.bal (id INT PRIMARY KEY, v BIGINT NOT NULL) ENGINE=InnoDB; \
+         INSERT INTO {db}.bal VALUES (1, 0), (2, 0); \
+         CREATE TABLE {db}.audit (n BIGINT) ENGINE=InnoDB; \
+         CREATE TRIGGER {db}.t_ai AFTER INSERT ON {db}.t FOR EACH ROW INSERT INTO {db}.audit VALUES (NEW.n); \
+         CREATE TABLE {db}.legacy (k INT) ENGINE=MyISAM; INSERT INTO {db}.legacy VALUES (1); \
+         CREATE VIEW {db}.vt AS SELECT COUNT(*) AS c FROM {db}.t; \
+         CREATE FUNCTION {db}.twice(x INT) RETURNS INT DETERMINISTIC RETURN 2 * x; \
+         CREATE EVENT {db}.ev ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM {db}.audit WHERE n < 0; \
+         CREATE USER reporter@'%' IDENTIFIED BY 'rep-pw'; GRANT SELECT ON {db}.t TO reporter@'%'"
+    ))
+    .expect("application schema");
+}
+
+/// The writer of [`app_schema`]: one transaction per commit, over the socket.
+fn tx_writer(s: &MariaServer, db: &str) -> db::Writer {
+    let (sock, db) = (s.sock.clone(), db.to_owned());
+    db::Writer::start(move |n| {
+        db::sh(
+            Command::new("/usr/bin/mariadb")
+                .env("MYSQL_PWD", ROOT_PASSWORD)
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", sock.display()))
+                .args(["--user=root", "-e"])
+                .arg(format!(
+                    "BEGIN; INSERT INTO {db}.t VALUES ({n}); INSERT INTO {db}.u VALUES ({n}, REPEAT('x', 200)); \
+                     UPDATE {db}.bal SET v = v + 1 WHERE id = 1; UPDATE {db}.bal SET v = v - 1 WHERE id = 2; COMMIT"
+                )),
+        )
+        .map(|_| ())
+    })
+}
+
+/// [rows of t, max n, rows of u, rows of audit, balance 1, sum of balances].
+fn tx_state(r: &MariaServer, db: &str) -> Result<Vec<i64>, String> {
+    let o = r.sql(&format!(
+        "SELECT COUNT(*), COALESCE(MAX(n), 0), (SELECT COUNT(*) FROM {db}.u), (SELECT COUNT(*) FROM {db}.audit), \
+         (SELECT v FROM {db}.bal WHERE id = 1), (SELECT SUM(v) FROM {db}.bal) FROM {db}.t"
+    ))?;
+    o.split_whitespace()
+        .map(|x| x.parse().map_err(|e| format!("{x:?}: {e}")))
+        .collect()
+}
+
+/// Rows 1..=k with `from` <= k <= `upto` (one point in time between the rows committed before
+/// the pre hook started and when it returned), and every transaction whole; returns k.
+fn assert_consistent(r: &MariaServer, from: u64, upto: u64, what: &str) -> i64 {
+    let v = tx_state(r, "app").expect("restored tables readable");
+    let (t, max) = (v[0], v[1]);
+    assert!(
+        t == max && max >= from as i64 && max <= upto as i64,
+        "{what}: rows 1..={from} were committed before pre started, {upto} when it returned; restored {t} rows up to {max}"
+    );
+    assert!(
+        v[2] == t && v[3] == t && v[4] == t && v[5] == 0,
+        "{what}: a transaction is torn: t={t} u={} audit={} balance={} sum={}",
+        v[2],
+        v[3],
+        v[4],
+        v[5]
+    );
+    t
+}
+
+/// (8) dump mode under file-system backup: the pre hook dumps while the writer commits; the dump
+/// volume is copied file by file (no freeze) while it goes on; the restore starts a server on an
+/// empty data directory initialised as the image does from the same env, and the restore hook
+/// loads the copy's dump once. Missing, truncated, failing and not-fresh cases fail loudly.
+fn dump_mode_fsb(name: &str) {
+    if !db_maria::available() {
+        return;
+    }
+    let t = dump_tpl(name);
+    let s = MariaServer::init_like_image(IMAGE_ENV);
+    app_schema(&s, "app");
+    let w = tx_writer(&s, "app");
+    assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+    let c = s.image_container(IMAGE_ENV);
+    let from = w.committed();
+    let pre = run_hook(&t, Phase::Pre, &c).expect("dump-mode pre hook");
+    pre.assert_ok("dump-mode pre");
+    let committed = w.committed();
+    eprintln!(
+        "MEASURE {name} dump={:?} {}",
+        pre.elapsed,
+        pre.stdout.trim()
+    );
+    assert!(pre.stdout.contains("schemas app to"), "{pre}");
+    assert!(
+        pre.stdout.contains("WARNING: not transactional")
+            && pre.stdout.contains("app.legacy MyISAM"),
+        "the MyISAM table is named: {pre}"
+    );
+    assert_eq!(
+        pre.stdout.contains("no accounts dumped"),
+        name == "mysql",
+        "{pre}"
+    );
+    // Velero's node agent copies the dump volume while the database keeps committing.
+    let backup = tempfile::tempdir().expect("backup store");
+    let stored = backup.path().join("vhi-dump");
+    db::fsb_copy(&s.dump_dir(), &stored, Duration::from_millis(5));
+    assert!(
+        w.progresses(5, Duration::from_secs(10)),
+        "writes went on during the copy"
+    );
+    w.stop();
+
+    // Restore: an empty data volume that the image initialises from the same env; the dump
+    // volume from the copy.
+    let fresh = MariaServer::init_like_image(IMAGE_ENV);
+    db::fsb_copy(&stored, &fresh.dump_dir(), Duration::ZERO);
+    let rc = fresh.image_container(IMAGE_ENV);
+    let run = run_hook(&t, Phase::Restore, &rc).expect("load hook");
+    run.assert_ok("load into the fresh server");
+    eprintln!(
+        "MEASURE {name} load={:?} {}",
+        run.elapsed,
+        run.stdout.trim()
+    );
+    assert!(
+        run.stdout.contains("loaded dump") && run.stdout.contains("app (6 tables"),
+        "{run}"
+    );
+    let k = assert_consistent(&fresh, from, committed, &format!("{name} dump mode"));
+    assert_eq!(
+        fresh
+            .sql("SELECT app.twice(21), (SELECT c FROM app.vt), (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE trigger_schema = 'app'), (SELECT COUNT(*) FROM information_schema.EVENTS WHERE event_schema = 'app'), (SELECT COUNT(*) FROM app.legacy)")
+            .expect("objects"),
+        format!("42\t{k}\t1\t1\t1"),
+        "routine, view, trigger, event and the MyISAM table came back"
+    );
+    // The accounts of the env keep the fresh server's passwords (the mysql schema was not loaded
+    // over them); the healthcheck account works with the password the image just wrote.
+    fresh
+        .sql_tcp("root", ROOT_PASSWORD, "SELECT 1")
+        .expect("root over TCP (root@'%')");
+    assert_eq!(
+        fresh
+            .sql_tcp("appuser", "app-pw", "SELECT COUNT(*) FROM app.t")
+            .expect("appuser"),
+        k.to_string()
+    );
+    fresh
+        .sql_tcp("healthcheck", &fresh.healthcheck_password(), "SELECT 1")
+        .expect("healthcheck account of the fresh server");
+    let reporter = fresh.sql_tcp("reporter", "rep-pw", "SELECT COUNT(*) FROM app.t");
+    if name == "mariadb" {
+        assert_eq!(reporter.expect("reporter came back"), k.to_string());
+        assert!(
+            fresh
+                .sql_tcp("reporter", "rep-pw", "SELECT COUNT(*) FROM app.u")
+                .is_err(),
+            "its grant is on app.t only"
+        );
+    } else {
+        assert!(
+            reporter.is_err(),
+            "mysql dump mode carries no accounts, as its hook says"
+        );
+    }
+    let before = tx_state(&fresh, "app").expect("state");
+    let again = run_hook(&t, Phase::Restore, &rc).expect("load hook");
+    again.assert_ok("second run");
+    assert!(again.stdout.contains("was loaded before"), "{again}");
+    assert_eq!(
+        tx_state(&fresh, "app").expect("state"),
+        before,
+        "second run changed data"
+    );
+
+    // No dump in the backup; a dump cut short; a dump that fails to load; then that load's
+    // marker; all on a fresh server that must stay untouched.
+    let wait = |c: db::Container| c.with("VHI_RESTORE_WAIT_SECONDS", "8");
+    let empty = MariaServer::init_like_image(IMAGE_ENV);
+    let ec = wait(empty.image_container(IMAGE_ENV));
+    run_hook(&t, Phase::Restore, &ec)
+        .expect("hook")
+        .assert_fails_with("missing dump", "no dump at");
+    let cut = empty.dump_dir().join("mysqldump.sql");
+    let full = std::fs::read(stored.join("mysqldump.sql")).expect("dump");
+    std::fs::write(&cut, &full[..full.len() / 2]).expect("cut");
+    run_hook(&t, Phase::Restore, &ec)
+        .expect("hook")
+        .assert_fails_with("truncated dump", "is truncated");
+    let mut bad = b"THIS IS NOT SQL;\n".to_vec();
+    bad.extend_from_slice(&full);
+    std::fs::write(&cut, &bad).expect("bad dump");
+    run_hook(&t, Phase::Restore, &ec)
+        .expect("hook")
+        .assert_fails_with("failing load", "ERROR 1064 (42000) at line 1");
+    run_hook(&t, Phase::Restore, &ec)
+        .expect("hook")
+        .assert_fails_with("after a failed load", "did not finish");
+    assert_eq!(
+        empty
+            .sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE table_schema = 'app'")
+            .expect("tables"),
+        "0",
+        "nothing loaded"
+    );
+
+    // Pre-hook limits: a full dump volume and an endless dump keep the previous complete dump.
+    let fake = s.tmp.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).expect("fake bin");
+    let script = |file: &str, body: &str| {
+        let p = fake.join(file);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("script");
+        db::sh(Command::new("chmod").arg("755").arg(&p)).expect("chmod");
+    };
+    let path = format!("{}:{}", fake.display(), db::CONTAINER_PATH);
+    let previous = std::fs::read(s.dump_dir().join("mysqldump.sql")).expect("previous dump");
+    script(
+        "df",
+        "echo 'Filesystem 1024-blocks Used Available Capacity Mounted on'; echo 'vhi 100 99 1 99% /vhi-dump'",
+    );
+    run_hook(&t, Phase::Pre, &c.clone().with("PATH", &path))
+        .expect("pre")
+        .assert_fails_with("full dump volume", "KiB free");
+    std::fs::remove_file(fake.join("df")).expect("rm df");
+    script("mariadb-dump", "sleep 30");
+    let slow = run_hook(
+        &t,
+        Phase::Pre,
+        &c.clone().with("PATH", &path).with("VHI_DUMP_SECONDS", "2"),
+    )
+    .expect("pre");
+    slow.assert_fails_with("endless dump", "not done within 2s");
+    assert!(slow.elapsed < Duration::from_secs(10), "bounded: {slow}");
+    script("mariadb-dump", "echo '-- no end line'");
+    run_hook(&t, Phase::Pre, &c.clone().with("PATH", &path))
+        .expect("pre")
+        .assert_fails_with("dump without its end line", "has no end line");
+    assert_eq!(
+        std::fs::read(s.dump_dir().join("mysqldump.sql")).expect("dump"),
+        previous,
+        "the previous dump is kept"
+    );
+    assert!(
+        !s.dump_dir().join("mysqldump.sql.partial").exists(),
+        "no partial dump left"
+    );
+
+    // Both hooks in an Alpine-like userland (BusyBox sh, df, awk, timeout, tail, grep).
+    if let Some(r) = db::run_hook_busybox(&t, Phase::Pre, &c) {
+        r.assert_ok("dump under busybox");
+        let bb = MariaServer::init_like_image(IMAGE_ENV);
+        db::fsb_copy(&s.dump_dir(), &bb.dump_dir(), Duration::ZERO);
+        let run = db::run_hook_busybox(&t, Phase::Restore, &bb.image_container(IMAGE_ENV))
+            .expect("busybox");
+        run.assert_ok("load under busybox");
+        assert!(run.stdout.contains("app (6 tables"), "{run}");
+    }
+
+    // Never over user data: the original server with its own dump.
+    run_hook(&t, Phase::Restore, &wait(c))
+        .expect("hook")
+        .assert_fails_with("not fresh", "NOT loaded: the server already has");
+}
+
+/// (9) the control: without dump mode, a file-by-file copy of the live data directory (what
+/// file-system backup takes) while transactions commit and pages are flushed. Some run of the
+/// loop must restore wrong: the server does not start, rows committed before the copy are
+/// missing, a transaction is torn, or CHECK TABLE fails. The schema is named `shop`, which
+/// sorts after the redo log (ib_logfile0), as kopia's walk goes; `app` sorts before it.
+#[test]
+fn s9_control_live_file_copy_is_unsafe() {
+    if !db_maria::available() {
+        return;
+    }
+    let mut seen = Vec::new();
+    for round in 1..=6 {
+        let db = if round % 2 == 1 { "shop" } else { "app" };
+        let s = MariaServer::init_like_image(IMAGE_ENV);
+        app_schema(&s, db);
+        s.sql(&format!(
+            "CREATE TABLE {db}.big (id INT PRIMARY KEY, v BIGINT NOT NULL, pad CHAR(200) NOT NULL) ENGINE=InnoDB; \
+             INSERT INTO {db}.big SELECT seq, 0, 'p' FROM {db}.seq_1_to_20000; \
+             SET GLOBAL innodb_max_dirty_pages_pct = 0"
+        ))
+        .expect("churn table");
+        let w = tx_writer(&s, db);
+        // Transfers between rows 10,000 apart (other pages): the sum of v stays 0.
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn = {
+            let (flag, sock, db) = (stop.clone(), s.sock.clone(), db.to_owned());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !flag.load(Ordering::SeqCst) {
+                    let r = i * 211 % 9800 + 1;
+                    let _ = db::sh(
+                        Command::new("/usr/bin/mariadb")
+                            .env("MYSQL_PWD", ROOT_PASSWORD)
+                            .arg("--no-defaults")
+                            .arg(format!("--socket={}", sock.display()))
+                            .args(["--user=root", "-e"])
+                            .arg(format!(
+                                "BEGIN; UPDATE {db}.big SET v = v + 1 WHERE id BETWEEN {r} AND {r} + 199; \
+                                 UPDATE {db}.big SET v = v - 1 WHERE id BETWEEN {r} + 10000 AND {r} + 10199; COMMIT"
+                            )),
+                    );
+                    i += 1;
+                }
+            })
+        };
+        assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+        let before = w.committed();
+        let mut r = s.live_file_copy(Duration::from_millis(30));
+        stop.store(true, Ordering::SeqCst);
+        let _ = churn.join();
+        w.stop();
+        let outcome = if !r.try_start(Duration::from_secs(60)) {
+            let log = r.log();
+            let line = log
+                .lines()
+                .find(|l| l.contains("[ERROR]"))
+                .unwrap_or("no answer within 60 s")
+                .to_owned();
+            Some(format!("server does not start: {line}"))
+        } else {
+            let state = tx_state(&r, db);
+            let big = r.sql(&format!("SELECT SUM(v) FROM {db}.big"));
+            let check = r.sql(&format!("CHECK TABLE {db}.t, {db}.u, {db}.big, {db}.bal"));
+            match (state, big, check) {
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    Some(format!("tables unreadable: {e}"))
+                }
+                (Ok(v), Ok(b), Ok(ch)) => {
+                    if v[0] < before as i64 {
+                        Some(format!(
+                            "{} of the {before} rows committed before the copy are missing",
+                            before as i64 - v[0]
+                        ))
+                    } else if v[2] != v[0] || v[3] != v[0] || v[4] != v[0] || v[5] != 0 || b != "0"
+                    {
+                        Some(format!(
+                            "torn transactions: t={} u={} audit={} balance={} sum={} big sum={b}",
+                            v[0], v[2], v[3], v[4], v[5]
+                        ))
+                    } else if ch.lines().any(|l| !l.ends_with("\tOK")) {
+                        Some(format!("CHECK TABLE: {}", ch.replace('\n', "; ")))
+                    } else {
+                        None
+                    }
+                }
+            }
+        };
+        let errors = r.log().lines().filter(|l| l.contains("[ERROR]")).count();
+        eprintln!(
+            "CONTROL MariaDB schema {db} round {round}: {} ({errors} [ERROR] lines in the restored server's log)",
+            outcome.as_deref().unwrap_or("restored consistent")
+        );
+        if let Some(o) = outcome {
+            seen.push(o);
+            break;
+        }
+    }
+    assert!(
+        !seen.is_empty(),
+        "six live file copies of MariaDB all restored consistent; the control did not show the danger"
+    );
+}
+
+/// Dump-mode cost on a realistic data set: `VHI_MARIA_MEASURE=1` (`VHI_MARIA_MEASURE_ROWS`
+/// rows of about 1 KiB, default 400000: some 450 MB on disk) with the mariadb template. Prints a
+/// MEASURE line; asserts only that the load is whole.
+#[test]
+fn measure_dump_mode_mariadb() {
+    if std::env::var("VHI_MARIA_MEASURE").ok().as_deref() != Some("1") {
+        eprintln!("measure_dump_mode_mariadb: set VHI_MARIA_MEASURE=1 to run it");
+        return;
+    }
+    if !db_maria::available() {
+        return;
+    }
+    let rows: u64 = std::env::var("VHI_MARIA_MEASURE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400_000);
+    let t = dump_tpl("mariadb");
+    let s = MariaServer::init_like_image(IMAGE_ENV);
+    app_schema(&s, "app");
+    s.sql(&format!(
+        "CREATE TABLE app.data (id INT PRIMARY KEY, a CHAR(255) NOT NULL, b VARCHAR(1000) NOT NULL, KEY (a)) ENGINE=InnoDB; \
+         INSERT INTO app.data SELECT seq, MD5(seq), REPEAT(SHA2(seq, 256), 12) FROM app.seq_1_to_{rows}; ANALYZE TABLE app.data"
+    ))
+    .expect("data set");
+    let size = s
+        .sql("SELECT ROUND(SUM(data_length + index_length) / 1048576) FROM information_schema.TABLES WHERE table_schema = 'app'")
+        .expect("size");
+    let w = tx_writer(&s, "app");
+    let c = s.image_container(IMAGE_ENV);
+    let pre = run_hook(&t, Phase::Pre, &c).expect("pre");
+    pre.assert_ok("dump");
+    let committed = w.stop();
+    let bytes = std::fs::metadata(s.dump_dir().join("mysqldump.sql"))
+        .expect("dump")
+        .len();
+    let fresh = MariaServer::init_like_image(IMAGE_ENV);
+    db::fsb_copy(&s.dump_dir(), &fresh.dump_dir(), Duration::ZERO);
+    let run = run_hook(&t, Phase::Restore, &fresh.image_container(IMAGE_ENV)).expect("load");
+    run.assert_ok("load");
+    assert_consistent(&fresh, 0, committed, "measure");
+    assert_eq!(
+        fresh.sql("SELECT COUNT(*) FROM app.data").expect("rows"),
+        rows.to_string()
+    );
+    eprintln!(
+        "MEASURE mariadb dump mode MariaDB 10.11, {rows} rows: schema {size} MiB on disk, dump {bytes} bytes, pre hook {:?}, restore hook {:?}",
+        pre.elapsed, run.elapsed
+    );
+}
+
 macro_rules! maria_matrix {
     ($($m:ident => $name:expr),* $(,)?) => {$(
         mod $m {
@@ -469,6 +906,8 @@ macro_rules! maria_matrix {
             fn s7_restore_hook_good_copy() { super::restore_hook_good($name) }
             #[test]
             fn s7_restore_hook_bad_copy() { super::restore_hook_bad($name) }
+            #[test]
+            fn s8_dump_mode_fsb() { super::dump_mode_fsb($name) }
         }
     )*};
 }

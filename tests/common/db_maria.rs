@@ -236,3 +236,188 @@ impl MariaServer {
         }
     }
 }
+
+/// The container environment of the dump-mode tests: what an official `mariadb` image pod sets
+/// (time-zone tables skipped to keep the tests short; the image honours the variable).
+pub const IMAGE_ENV: &[(&str, &str)] = &[
+    ("MARIADB_ROOT_PASSWORD", ROOT_PASSWORD),
+    ("MARIADB_DATABASE", "app"),
+    ("MARIADB_USER", "appuser"),
+    ("MARIADB_PASSWORD", "app-pw"),
+    ("MARIADB_INITDB_SKIP_TZINFO", "1"),
+];
+
+impl MariaServer {
+    /// A server on an empty data directory initialised as the official image's entrypoint does
+    /// on its first start, from `env` (MARIADB_ROOT_PASSWORD, MARIADB_DATABASE, MARIADB_USER,
+    /// MARIADB_PASSWORD): mariadb-install-db with the image's options, a temporary server with
+    /// skip-networking, root@localhost's password, root@'%', no other root, the healthcheck
+    /// accounts with a fresh random password in `.my-healthcheck.cnf`, the database and the user
+    /// with its grant; then the temporary server stops and the real one starts.
+    pub fn init_like_image(env: &[(&str, &str)]) -> Self {
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-maria-image")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        let private_tmp = tmp.path().join("tmp");
+        std::fs::create_dir_all(&private_tmp).expect("tmpdir");
+        db::sh(
+            Command::new(INSTALL_DB)
+                .arg(format!("--tmpdir={}", private_tmp.display()))
+                .args(["--no-defaults", "--user=root"])
+                .arg(format!("--datadir={}", data.display()))
+                .args([
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    "--old-mode=UTF8_IS_UTF8MB3",
+                    "--default-time-zone=SYSTEM",
+                    "--enforce-storage-engine=",
+                    "--skip-log-bin",
+                    "--expire-logs-days=0",
+                    "--loose-innodb_buffer_pool_load_at_startup=0",
+                    "--loose-innodb_buffer_pool_dump_at_shutdown=0",
+                ]),
+        )
+        .expect("mariadb-install-db");
+        let mut s = MariaServer {
+            sock: tmp.path().join("mysqld.sock"),
+            tmp,
+            data,
+            port: 0,
+            proc: None,
+        };
+        s.spawn(&[
+            "--skip-networking",
+            "--default-time-zone=SYSTEM",
+            "--expire-logs-days=0",
+            "--loose-innodb_buffer_pool_load_at_startup=0",
+        ]);
+        let up = db::wait_for(Duration::from_secs(60), || s.sql_as(None, "SELECT 1").ok());
+        assert!(up.is_some(), "temporary server: {}", s.log());
+        let root = get("MARIADB_ROOT_PASSWORD").expect("root password in env");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .subsec_nanos();
+        let hc = format!("hc-{nanos}-{}", std::process::id());
+        let mut sql = format!(
+            "SET @@SESSION.SQL_LOG_BIN=0; \
+             DROP USER IF EXISTS root@'127.0.0.1', root@'::1'; \
+             EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\\'', @@hostname, '\\''); \
+             SET PASSWORD FOR 'root'@'localhost' = PASSWORD('{root}'); \
+             CREATE USER 'root'@'%' IDENTIFIED BY '{root}'; \
+             GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION; \
+             GRANT PROXY ON ''@'%' TO 'root'@'%' WITH GRANT OPTION; "
+        );
+        for host in ["127.0.0.1", "::1", "localhost"] {
+            sql += &format!(
+                "CREATE USER IF NOT EXISTS healthcheck@'{host}' IDENTIFIED BY '{hc}'; \
+                 SET PASSWORD FOR healthcheck@'{host}' = PASSWORD('{hc}'); \
+                 GRANT USAGE ON *.* TO healthcheck@'{host}'; "
+            );
+        }
+        if let Some(d) = get("MARIADB_DATABASE") {
+            sql += &format!("CREATE DATABASE IF NOT EXISTS `{d}`; ");
+            if let (Some(u), Some(p)) = (get("MARIADB_USER"), get("MARIADB_PASSWORD")) {
+                sql += &format!(
+                    "CREATE USER '{u}'@'%' IDENTIFIED BY '{p}'; GRANT ALL ON `{}`.* TO '{u}'@'%'; ",
+                    d.replace('_', "\\_")
+                );
+            }
+        }
+        s.sql_as(None, &sql).expect("the image's first-start SQL");
+        std::fs::write(
+            s.data.join(".my-healthcheck.cnf"),
+            format!(
+                "[mariadb-client]\nport={}\nsocket={}\nuser=healthcheck\npassword={hc}\nprotocol=tcp\n",
+                s.port,
+                s.sock.display()
+            ),
+        )
+        .expect("healthcheck cnf");
+        if let Some(p) = s.proc.as_mut() {
+            p.stop("TERM");
+        }
+        s.start();
+        s
+    }
+
+    /// The container of an image-initialised server: `env`, the socket, and the dump volume
+    /// (created) in VHI_DUMP_DIR.
+    pub fn image_container(&self, env: &[(&str, &str)]) -> Container {
+        let mut c = Container::new(self.tmp.path())
+            .with("MYSQL_UNIX_PORT", &self.sock.display().to_string())
+            .with("MYSQL_PORT", "tcp://10.96.0.13:3306")
+            .with("VHI_DUMP_DIR", &self.dump_dir().display().to_string());
+        for (k, v) in env {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The dump volume of this server's pod (created on first use).
+    pub fn dump_dir(&self) -> PathBuf {
+        let d = self.tmp.path().join("vhi-dump");
+        std::fs::create_dir_all(&d).expect("dump volume");
+        d
+    }
+
+    /// Runs SQL as `user` with `pw` over TCP (127.0.0.1), as a client in another pod would.
+    pub fn sql_tcp(&self, user: &str, pw: &str, q: &str) -> Result<String, String> {
+        db::sh(
+            Command::new(CLIENT)
+                .env("MYSQL_PWD", pw)
+                .arg("--no-defaults")
+                .args(["-h127.0.0.1", &format!("-P{}", self.port)])
+                .arg(format!("--user={user}"))
+                .args([
+                    "--batch",
+                    "--skip-column-names",
+                    "--connect-timeout=5",
+                    "-e",
+                    q,
+                ]),
+        )
+        .map(|s| s.trim().to_owned())
+    }
+
+    /// The healthcheck password the image wrote for this data directory.
+    pub fn healthcheck_password(&self) -> String {
+        std::fs::read_to_string(self.data.join(".my-healthcheck.cnf"))
+            .expect("healthcheck cnf")
+            .lines()
+            .find_map(|l| l.strip_prefix("password="))
+            .expect("password line")
+            .to_owned()
+    }
+
+    /// A server on a file-by-file copy of this one's data directory taken while it runs
+    /// (file-system backup without dump mode, the control), not started yet.
+    pub fn live_file_copy(&self, pause: Duration) -> MariaServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-maria-fsb")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        db::fsb_copy(&self.data, &data, pause);
+        MariaServer {
+            sock: tmp.path().join("mysqld.sock"),
+            tmp,
+            data,
+            port: db::free_port(),
+            proc: None,
+        }
+    }
+
+    /// Starts the server and waits up to `limit` for an answer; false when none comes.
+    pub fn try_start(&mut self, limit: Duration) -> bool {
+        self.spawn(&[]);
+        db::wait_for(limit, || self.sql("SELECT 1").ok()).is_some()
+    }
+}
