@@ -443,11 +443,8 @@ fn answer_pod(req: &AdmissionRequest<AdmittedPod>, ctx: &Context<'_>) -> Reviewe
             reason: "Forbidden",
             message,
         });
-    } else if let Some(p) = m.json_patch(pod) {
-        if let Some(b64) = serde_json::to_vec(&p)
-            .ok()
-            .and_then(|b| base64_json_string(&b))
-        {
+    } else if let Some(bytes) = m.json_patch_bytes(pod, ctx.library) {
+        if let Some(b64) = base64_json_string(&bytes) {
             response.patch = Some(b64);
             response.patch_type = Some("JSONPatch");
         }
@@ -496,6 +493,25 @@ impl Mutation {
             p.0.extend(patch::add_dump_volume(pod.spec.as_ref(), dump));
         }
         Some(p)
+    }
+
+    /// [`Mutation::json_patch`] as JSON text, written with the template's cached command
+    /// encodings from `library` (what admission sends; the same operations).
+    pub fn json_patch_bytes(&self, pod: &Pod, library: &Library) -> Option<Vec<u8>> {
+        if self.verdict.denial.is_some() || self.verdict.add.is_empty() {
+            return None;
+        }
+        let template = self.template.as_deref().and_then(|t| library.get(t));
+        let more = match &self.verdict.dump_volume {
+            Some(dump) => patch::add_dump_volume(pod.spec.as_ref(), dump),
+            None => Vec::new(),
+        };
+        Some(patch::write_add_annotations(
+            pod.metadata.annotations.as_ref(),
+            &self.verdict.add,
+            |v| template.and_then(|t| t.command_literal(v)),
+            &more,
+        ))
     }
 }
 
@@ -579,6 +595,59 @@ mod tests {
             json_patch::patch(&mut obj, &patch).expect("applies");
         }
         obj
+    }
+
+    #[test]
+    fn the_patch_written_from_cached_commands_is_the_same_patch() {
+        let library = lib();
+        let ctx = Context {
+            library: &library,
+            cluster_mode: Mode::Inject,
+            namespaces: &NoNamespaces,
+            backup_defaults: ClusterDefaults::default(),
+        };
+        let images = [
+            "postgres:16",
+            "mariadb:11",
+            "mysql:8.4",
+            "redis:7",
+            "mongo:7",
+            "bitnami/kafka:3.7",
+        ];
+        let annotations = [
+            None,
+            Some(json!({})),
+            Some(
+                json!({"team/owner~x": "db \"core\"", "velero-hook-injector.io/backup-method": "fs-backup"}),
+            ),
+            Some(json!({"pre.hook.backup.velero.io/command": "[\"/bin/true\"]"})),
+        ];
+        let mut patched = 0;
+        for image in images {
+            for a in &annotations {
+                let mut meta = json!({"name": "db-0", "namespace": "shop"});
+                if let Some(a) = a {
+                    meta["annotations"] = a.clone();
+                }
+                let pod: Pod = serde_json::from_value(json!({
+                    "metadata": meta,
+                    "spec": {"containers": [{"name": "db", "image": image,
+                              "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}
+                }))
+                .expect("pod");
+                let m = mutate(&pod, "shop", &ctx);
+                let bytes = m.json_patch_bytes(&pod, &library);
+                let decoded = bytes.as_ref().map(|b| {
+                    serde_json::from_slice::<json_patch::Patch>(b).unwrap_or_else(|e| {
+                        panic!("{image} {a:?}: {e}: {}", String::from_utf8_lossy(b))
+                    })
+                });
+                assert_eq!(decoded, m.json_patch(&pod), "{image} {a:?}");
+                patched += usize::from(decoded.is_some());
+            }
+        }
+        assert!(patched >= 18, "only {patched} pods got a patch");
     }
 
     #[test]

@@ -39,6 +39,70 @@ pub fn add_annotations(
     )
 }
 
+/// The JSON text of [`add_annotations`]`(existing, add)` followed by `more`, written directly:
+/// values that `literal` knows (a template's cached command literals, see
+/// `Template::command_literal`) are copied instead of escaped again, the bulk of a patch.
+pub fn write_add_annotations<'a>(
+    existing: Option<&BTreeMap<String, String>>,
+    add: &BTreeMap<String, String>,
+    literal: impl Fn(&str) -> Option<&'a str>,
+    more: &[PatchOperation],
+) -> Vec<u8> {
+    let size: usize = add.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
+    let mut out = Vec::with_capacity(size + 2);
+    let value = |out: &mut Vec<u8>, v: &str| match literal(v) {
+        Some(l) => out.extend_from_slice(l.as_bytes()),
+        None => json_str(out, v),
+    };
+    out.push(b'[');
+    let mut first = true;
+    match existing {
+        None => {
+            out.extend_from_slice(br#"{"op":"add","path":"/metadata/annotations","value":{"#);
+            for (i, (k, v)) in add.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(&mut out, k);
+                out.push(b':');
+                value(&mut out, v);
+            }
+            out.extend_from_slice(b"}}");
+            first = false;
+        }
+        Some(existing) => {
+            for (k, v) in add.iter().filter(|(k, _)| !existing.contains_key(*k)) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(br#"{"op":"add","path":"#);
+                let token = k.replace('~', "~0").replace('/', "~1");
+                json_str(&mut out, &format!("/metadata/annotations/{token}"));
+                out.extend_from_slice(br#","value":"#);
+                value(&mut out, v);
+                out.push(b'}');
+            }
+        }
+    }
+    for op in more {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // An operation of strings and maps always serialises.
+        let _ = serde_json::to_writer(&mut out, op);
+    }
+    out.push(b']');
+    out
+}
+
+/// `s` as a JSON string literal.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // A str always serialises.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 /// A JSON merge patch (RFC 7386) adding `add` to a live pod, only if it is still at
 /// `resource_version`.
 ///

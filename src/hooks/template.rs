@@ -175,7 +175,7 @@ pub struct ExecHook {
     /// `command` as Velero's JSON array, encoded on first use: escaping a few KiB of script is
     /// the largest part of an admission, and it is the same for every pod.
     #[serde(skip)]
-    command_json: OnceLock<String>,
+    command_json: OnceLock<Encoded>,
     /// Built-in templates only: a script under `templates/scripts/`, run as `/bin/sh -c`.
     #[serde(default)]
     pub script: Option<String>,
@@ -194,7 +194,7 @@ pub struct RestoreHook {
     pub command: Vec<String>,
     /// `command` as Velero's JSON array, encoded on first use (see [`ExecHook`]).
     #[serde(skip)]
-    command_json: OnceLock<String>,
+    command_json: OnceLock<Encoded>,
     /// Built-in templates only: a script under `templates/scripts/`, run as `/bin/sh -c`.
     #[serde(default)]
     pub script: Option<String>,
@@ -356,6 +356,17 @@ impl Template {
         let dump = self.fs_backup.as_ref()?.dump.as_ref()?;
         Some(hook_annotations(dump, container))
     }
+
+    /// `value` as a JSON string literal, if it is one of this template's hook commands (their
+    /// encoding is cached: a patch carries a few KiB of them for every pod).
+    pub fn command_literal(&self, value: &str) -> Option<&str> {
+        let dump = self.fs_backup.as_ref().and_then(|f| f.dump.as_ref());
+        self.hooks
+            .encoded()
+            .chain(dump.into_iter().flat_map(Hooks::encoded))
+            .find(|e| e.json == value)
+            .map(|e| e.literal.as_str())
+    }
 }
 
 /// The Velero annotations of `hooks` for `container`.
@@ -369,8 +380,8 @@ fn hook_annotations(hooks: &Hooks, container: &str) -> BTreeMap<String, String> 
         (velero::POST_BACKUP, &hooks.post_backup),
     ] {
         if let Some(h) = hook {
-            let json = h.command_json.get_or_init(|| command_json(&h.command));
-            put(prefix, "command", json.clone());
+            let json = h.command_json.get_or_init(|| Encoded::new(&h.command));
+            put(prefix, "command", json.json.clone());
             put(prefix, "container", container.to_owned());
             put(prefix, "on-error", h.on_error.as_str().to_owned());
             put(prefix, "timeout", h.timeout.to_string());
@@ -378,8 +389,8 @@ fn hook_annotations(hooks: &Hooks, container: &str) -> BTreeMap<String, String> 
     }
     if let Some(h) = &hooks.post_restore {
         let p = velero::POST_RESTORE;
-        let json = h.command_json.get_or_init(|| command_json(&h.command));
-        put(p, "command", json.clone());
+        let json = h.command_json.get_or_init(|| Encoded::new(&h.command));
+        put(p, "command", json.json.clone());
         put(p, "container", container.to_owned());
         put(p, "on-error", h.on_error.as_str().to_owned());
         put(p, "exec-timeout", h.exec_timeout.to_string());
@@ -469,6 +480,37 @@ fn same_namespaced(a: &str, b: &str) -> bool {
 /// Compact JSON array: Velero treats the value as argv only when its first byte is `[`.
 fn command_json(argv: &[String]) -> String {
     serde_json::to_string(argv).unwrap_or_else(|_| String::from("[]"))
+}
+
+/// A hook's command annotation value, and that value as a JSON string literal (quotes
+/// included), as the patch carries it: both are the same for every pod.
+#[derive(Debug, Clone, Default)]
+struct Encoded {
+    json: String,
+    literal: String,
+}
+
+impl Encoded {
+    fn new(argv: &[String]) -> Self {
+        let json = command_json(argv);
+        let literal = serde_json::to_string(&json).unwrap_or_else(|_| String::from("\"[]\""));
+        Self { json, literal }
+    }
+}
+
+impl Hooks {
+    /// The encoded commands of the exec hooks (init containers' are not cached).
+    fn encoded(&self) -> impl Iterator<Item = &Encoded> {
+        let exec = [&self.pre_backup, &self.post_backup]
+            .into_iter()
+            .flatten()
+            .map(|h| h.command_json.get_or_init(|| Encoded::new(&h.command)));
+        let restore = self
+            .post_restore
+            .iter()
+            .map(|h| h.command_json.get_or_init(|| Encoded::new(&h.command)));
+        exec.chain(restore)
+    }
 }
 
 /// An ordered, name-indexed set of templates.
