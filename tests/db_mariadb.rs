@@ -732,6 +732,13 @@ fn dump_mode_fsb(name: &str) {
     run_hook(&t, Phase::Restore, &wait(c))
         .expect("hook")
         .assert_fails_with("not fresh", "NOT loaded: the server already has");
+
+    // A server with no user schema yet (the app has not created one): no dump, and why.
+    let root_only = [IMAGE_ENV[0], IMAGE_ENV[4]];
+    let e = MariaServer::init_like_image(&root_only);
+    run_hook(&t, Phase::Pre, &e.image_container(&root_only))
+        .expect("pre")
+        .assert_fails_with("no user schema", "no user schema yet");
 }
 
 /// (9) the control: without dump mode, a file-by-file copy of the live data directory (what

@@ -30,6 +30,7 @@ IFS='
 set -- $l
 unset IFS
 set +f
+[ $# -gt 0 ] || die "no dump: the server has no user schema yet, nothing to back up"
 p=$F.partial
 e=$F.err
 trap 'rm -f "$p" "$e"' EXIT
