@@ -69,6 +69,11 @@ pub struct Template {
     pub warning: Option<String>,
     /// The hooks.
     pub hooks: Hooks,
+    /// The hooks keep state between pre and post in `$TMPDIR` (default `/tmp`) of the
+    /// container, so they need it writable (admission warns when a read-only root filesystem
+    /// leaves nothing writable there).
+    #[serde(default)]
+    pub state_in_tmp: bool,
     /// What changes when Velero copies the data volume with file-system backup (kopia).
     #[serde(default)]
     pub fs_backup: Option<FsBackup>,

@@ -479,6 +479,12 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
     };
     d.backup = Some(method);
 
+    if dump.is_none() && template.state_in_tmp && !tmp_writable(container) {
+        d.warnings.push(format!(
+            "velero-hook-injector: container {:?} has a read-only root filesystem and nothing writable at /tmp, where the {} hooks keep their state from pre to post ($TMPDIR, default /tmp): the pre hook will fail and the backup be PartiallyFailed. Fix: mount an emptyDir at /tmp in that container (or set TMPDIR to a writable directory)",
+            container.name, template.name
+        ));
+    }
     let mut add = match &dump {
         Some((hooks, plan)) => {
             let mut add = hooks.clone();
@@ -619,6 +625,23 @@ fn operator_of(labels: &BTreeMap<String, String>) -> Option<&'static str> {
                 .is_some_and(|v| value.is_none_or(|want| v == want))
         })
         .map(|(_, _, name)| *name)
+}
+
+/// Whether `c` can write to its `$TMPDIR`: its root filesystem is writable, or something is
+/// mounted read-write at /tmp, or TMPDIR points elsewhere (assumed writable: its owner chose it).
+fn tmp_writable(c: &Container) -> bool {
+    let read_only_root = c
+        .security_context
+        .as_ref()
+        .and_then(|s| s.read_only_root_filesystem)
+        .unwrap_or(false);
+    let tmp_mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path.trim_end_matches('/') == "/tmp" && !m.read_only.unwrap_or(false));
+    let tmpdir = c.env.iter().flatten().any(|e| e.name == "TMPDIR");
+    !read_only_root || tmp_mount || tmpdir
 }
 
 /// Volumes that carry no database data: configuration, credentials, scratch space.
@@ -905,6 +928,38 @@ mod tests {
         };
         let d = decide_with(&pod(db_pod("postgres:16")), &lib(), defaults);
         assert_eq!(d.backup.map(|m| m.method), Some(Method::FsBackup));
+    }
+
+    #[test]
+    fn a_read_only_root_without_a_writable_tmp_is_warned_about() {
+        let tmp_warning = |image: &str, container: serde_json::Value| {
+            let mut p = db_pod(image);
+            let c = &mut p["spec"]["containers"][0];
+            for (k, v) in container.as_object().expect("object") {
+                c[k] = v.clone();
+            }
+            let d = decide(&pod(p), &lib());
+            assert_eq!(d.outcome, Outcome::Injected, "{:?}", d.warnings);
+            d.warnings
+                .iter()
+                .any(|w| w.contains("read-only root filesystem"))
+        };
+        let ro = json!({"securityContext": {"readOnlyRootFilesystem": true}});
+        // The redis helper keeps its state in /tmp: a read-only root breaks the pre hook.
+        assert!(tmp_warning("redis:7", ro.clone()));
+        assert!(tmp_warning("mariadb:11", ro.clone()));
+        // postgres's CHECKPOINT writes nothing; writable roots, a /tmp mount or TMPDIR are fine.
+        assert!(!tmp_warning("postgres:16", ro.clone()));
+        assert!(!tmp_warning("redis:7", json!({})));
+        let mut with_tmp = ro.clone();
+        with_tmp["volumeMounts"] =
+            json!([{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}]);
+        assert!(!tmp_warning("redis:7", with_tmp.clone()));
+        with_tmp["volumeMounts"][1]["readOnly"] = json!(true);
+        assert!(tmp_warning("redis:7", with_tmp));
+        let mut tmpdir = ro;
+        tmpdir["env"] = json!([{"name": "TMPDIR", "value": "/data/tmp"}]);
+        assert!(!tmp_warning("redis:7", tmpdir));
     }
 
     #[test]
