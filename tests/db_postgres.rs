@@ -794,3 +794,71 @@ fn measure_dump_mode_pg15() {
 fn measure_dump_mode_pg18() {
     measure_dump_mode(18)
 }
+
+/// (8b) dump mode: the restore hook does not load into the image's temporary init server. The
+/// official image initialises an empty volume with a server on the socket only
+/// (`listen_addresses ''`), runs its setup, stops it (fast: sessions are cut), and only then
+/// starts the real server. Here the hook runs from the start, the temporary server's socket is
+/// where the hook's psql looks first (Debian's default, /var/run/postgresql), and the setup lasts
+/// 1.5 s, shorter than the load: a hook that loaded into the temporary server would be cut off
+/// and fail. It must wait for the real server and load there. PostgreSQL 15 (Debian client).
+#[test]
+fn s8b_dump_load_waits_out_the_image_init_server_pg15() {
+    let Some(v) = db_pg::available(15) else {
+        return;
+    };
+    let default_socket_dir = std::path::Path::new("/var/run/postgresql");
+    if !default_socket_dir.is_dir() {
+        assert!(!db::required(), "no {}", default_socket_dir.display());
+        eprintln!("SKIPPED s8b: no {}", default_socket_dir.display());
+        return;
+    }
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    s.pgbench(&["-i", "-q", "-s", "10"]).expect("pgbench -i");
+    s.psql("INSERT INTO t SELECT generate_series(1, 1000)")
+        .expect("rows");
+    let dump = dump_volume(s.tmp.path());
+    let c = s
+        .container()
+        .with("VHI_DUMP_DIR", &dump.display().to_string());
+    run_hook(&dump_tpl(), Phase::Pre, &c)
+        .expect("pre")
+        .assert_ok("dump");
+
+    let mut fresh = PgServer::init_with(&v, PgAuth::TrustLocal, true);
+    fresh.shutdown();
+    fresh.spawn_listening("");
+    db::wait_for(Duration::from_secs(30), || fresh.psql("SELECT 1").ok())
+        .expect("the temporary server answers on its socket");
+    let link = default_socket_dir.join(format!(".s.PGSQL.{}", fresh.port));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(fresh.sock.join(format!(".s.PGSQL.{}", fresh.port)), &link)
+        .expect("socket link");
+    let rdump = dump_volume(fresh.tmp.path());
+    db::fsb_copy(&dump, &rdump, Duration::ZERO);
+    let rc = fresh
+        .container()
+        .with("VHI_DUMP_DIR", &rdump.display().to_string())
+        .with("VHI_RESTORE_WAIT_SECONDS", "90");
+    let t = dump_tpl();
+    let hook = std::thread::spawn(move || run_hook(&t, Phase::Restore, &rc).expect("load hook"));
+    std::thread::sleep(Duration::from_millis(1500));
+    fresh.shutdown();
+    fresh.spawn();
+    let run = hook.join().expect("hook thread");
+    let _ = std::fs::remove_file(&link);
+    run.assert_ok("load after the image's init server");
+    assert!(run.stdout.contains("loaded dump"), "{run}");
+    db::wait_for(Duration::from_secs(30), || fresh.psql("SELECT 1").ok()).expect("up");
+    assert_eq!(
+        fresh.rows_upto(1000),
+        1000,
+        "the rows are in the real server"
+    );
+    assert_eq!(
+        fresh
+            .psql("SELECT count(*) FROM pgbench_accounts")
+            .expect("accounts"),
+        "1000000"
+    );
+}

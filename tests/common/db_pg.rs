@@ -188,6 +188,12 @@ impl PgServer {
 
     /// Starts the server without waiting (it may be recovering, or never come up).
     pub fn spawn(&mut self) {
+        self.spawn_listening("127.0.0.1");
+    }
+
+    /// [`PgServer::spawn`] with `listen_addresses` = `listen` (`""`: the socket only, as the
+    /// images' temporary server that initialises an empty volume).
+    pub fn spawn_listening(&mut self, listen: &str) {
         std::fs::create_dir_all(&self.sock).expect("sock dir");
         chown_nobody(&self.sock);
         if self.port == 0 {
@@ -203,7 +209,8 @@ impl PgServer {
                 .arg(self.port.to_string())
                 .arg("-k")
                 .arg(&self.sock)
-                .args(["-c", "listen_addresses=127.0.0.1"])
+                .arg("-c")
+                .arg(format!("listen_addresses={listen}"))
                 .args(["-c", "shared_buffers=16MB", "-c", "max_connections=30"])
                 .stdout(Stdio::from(log.try_clone().expect("log")))
                 .stderr(Stdio::from(log)),

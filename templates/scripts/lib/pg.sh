@@ -10,7 +10,7 @@ p=${POSTGRES_POSTGRES_PASSWORD:-${POSTGRESQL_ADMIN_PASSWORD:-}}
 if [ -n "$f$p" ]; then u=postgres; else f=${POSTGRES_PASSWORD_FILE:-}; p=${POSTGRES_PASSWORD:-}; fi
 if [ -n "$f" ]; then p=$(cat "$f") || die "cannot read password file $f as uid $(id -u)"; fi
 [ -z "$p" ] || export PGPASSWORD="$p"
-[ -n "${PGPORT:-}" ] || [ -z "${POSTGRESQL_PORT_NUMBER:-}" ] || export PGPORT="$POSTGRESQL_PORT_NUMBER"
+[ -n "${PGPORT:-}" ] || export PGPORT="${POSTGRESQL_PORT_NUMBER:-5432}"
 export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
 # pq HOST SQL [DB]: one statement as $u. An empty HOST means PGHOST or the local socket.
 pq() { psql -XwqAt -v ON_ERROR_STOP=1 -U "$u" -d "${3:-postgres}" ${1:+-h"$1"} -c "$2" 2>&1; }

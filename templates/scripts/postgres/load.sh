@@ -3,7 +3,10 @@
 # initialised on the empty data volume, exactly once, and never over user data: it refuses a
 # database that already has user tables, and a load that began but did not finish (marker
 # loading-ID) is reported, not repeated. Waits up to VHI_RESTORE_WAIT_SECONDS (default 600) for
-# a primary that accepts connections; the load is stopped after VHI_LOAD_SECONDS (default 2700).
+# a primary that accepts connections and listens on TCP: the images initialise an empty volume
+# with a temporary server on the socket only (listen_addresses ''), stopped when that is done,
+# and a load into it would race the image's own setup and be cut off. The load is stopped after
+# VHI_LOAD_SECONDS (default 2700).
 # "already exists" errors for roles and databases are expected (the image creates the
 # superuser and POSTGRES_DB); any other error fails the hook.
 T=postgres
@@ -17,7 +20,7 @@ L=${VHI_LOAD_SECONDS:-2700}
 . ./lib/dump.sh
 . ./lib/load.sh
 until_s "$W"
-until pick && r=$(pq "$via" "SELECT pg_is_in_recovery()") && [ "$r" = f ]; do
+until pick && r=$(pq "$via" "SELECT pg_is_in_recovery()OR current_setting('listen_addresses')=''") && [ "$r" = f ]; do
   late && die "no primary up within ${W}s:$errs ${r:-}, dump $id not loaded"
   sleep 2
 done
