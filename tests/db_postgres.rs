@@ -347,6 +347,23 @@ fn restore_hook_bad(major: u32) {
     let run = restore_hook_racing(&mut r, c, Duration::ZERO);
     run.assert_fails_with("left in recovery", "not a streaming standby");
     bounded(&run);
+
+    // A good copy, but the restored pod's password does not match the database's: the hook
+    // fails as soon as the server says so, not at its deadline (here 600 s).
+    let mut r = s.snapshot();
+    r.start();
+    let run = run_hook(
+        &tpl(),
+        Phase::Restore,
+        &r.container().with("POSTGRES_PASSWORD", "not-the-password"),
+    )
+    .expect("hook");
+    run.assert_fails_with("wrong password", "the server refuses postgres");
+    assert!(
+        run.stderr.contains("password authentication failed"),
+        "{run}"
+    );
+    assert!(run.elapsed < Duration::from_secs(20), "fails fast: {run}");
     w.stop();
 
     // An empty volume: the image initialises a new cluster, which starts fine but is empty.

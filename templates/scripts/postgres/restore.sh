@@ -22,6 +22,10 @@ up() {
   esac
 }
 until up; do
+  # The server answered and refused the credentials: waiting does not change that.
+  case $errs in
+    *"password authentication failed"* | *"no password supplied"* | *"role \""*"\" does not exist"*) die "the server refuses $u:$errs. Check the password variables the hook reads (POSTGRES_PASSWORD[_FILE], ...) against the restored database" ;;
+  esac
   late && die "not up within ${W}s:$errs. See the container log: a copy without its WAL (pg_wal) or pg_control cannot start"
   sleep 2
 done
