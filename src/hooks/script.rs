@@ -20,6 +20,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     src!("lib/pg.sh"),
     src!("lib/pg-dbs.sh"),
     src!("lib/dump.sh"),
+    src!("lib/seal.sh"),
     src!("lib/load.sh"),
     src!("lib/my.sh"),
     src!("lib/my-pre.sh"),

@@ -42,10 +42,5 @@ X=$W cl "$d" --single-transaction --routines --events --triggers --databases "$@
 }
 acc
 tail -n 1 "$p" | grep -q '^-- Dump completed' || die "the dump has no end line, no new dump"
-id=$(date +%s)-$$
-printf '%s%s\n' "$M" "$id" >>"$p"
-sync
-mv -f "$p" "$F" || die "cannot rename the dump to $F"
-rm -f "$V"/load*
-sync
+. ./lib/seal.sh
 say "dumped schemas $* to $F ($(wc -c <"$F") bytes, id $id) in $(($(date +%s) - t))s"

@@ -27,10 +27,5 @@ timeout "$W" pg_dumpall -w -U "$u" ${via:+-h"$via"} -l postgres >"$p" 2>"$e" || 
   die "pg_dumpall failed, no new dump: $(tail -n 5 "$e")"
 }
 tail -n 4 "$p" | grep -q '^-- PostgreSQL database cluster dump complete' || die "pg_dumpall output has no end, no new dump"
-id=$(date +%s)-$$
-printf '%s%s\n' "$M" "$id" >>"$p"
-sync
-mv -f "$p" "$F" || die "cannot rename the dump to $F"
-rm -f "$V"/load*
-sync
+. ./lib/seal.sh
 say "dumped every database to $F ($(wc -c <"$F") bytes, id $id) in $(($(date +%s) - t))s"
