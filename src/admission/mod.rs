@@ -332,24 +332,6 @@ impl<'de> serde::Deserialize<'de> for AdmittedPod {
     }
 }
 
-impl serde::Serialize for AdmittedPod {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
-crate::pod::pod_resource!(AdmittedPod);
-
-impl k8s_openapi::Metadata for AdmittedPod {
-    type Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    fn metadata(&self) -> &Self::Ty {
-        &self.0.metadata
-    }
-    fn metadata_mut(&mut self) -> &mut Self::Ty {
-        &mut self.0.metadata
-    }
-}
-
 /// Answers one AdmissionReview request body.
 pub fn review_with(body: &[u8], ctx: &Context<'_>) -> Result<Reviewed, ReviewError> {
     // Fields skipped unparsed are not UTF-8-checked by serde_json, so the whole body is checked
@@ -359,11 +341,10 @@ pub fn review_with(body: &[u8], ctx: &Context<'_>) -> Result<Reviewed, ReviewErr
             format_args!("invalid UTF-8 at byte {}", e.valid_up_to()),
         )));
     }
-    match serde_json::from_slice::<AdmissionReview<AdmittedPod>>(body) {
+    match serde_json::from_slice::<PodReview>(body) {
         Ok(review) => {
-            check_envelope(&review.types.api_version, &review.types.kind)?;
-            let req: AdmissionRequest<AdmittedPod> =
-                review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+            check_envelope(&review.api_version, &review.kind)?;
+            let req = review.request.ok_or(ReviewError::MissingRequest)?;
             if req.uid.is_empty() {
                 return Err(ReviewError::MissingUid);
             }
@@ -433,7 +414,47 @@ fn diagnose(body: &[u8], typed_err: serde_json::Error) -> Result<Reviewed, Revie
     })
 }
 
-fn answer_pod(req: &AdmissionRequest<AdmittedPod>, ctx: &Context<'_>) -> Reviewed {
+/// An AdmissionReview of a Pod with only what the answer reads: kube's `AdmissionReview` also
+/// parses `userInfo`, `options` (into a JSON tree), `oldObject` and the request's kinds, which
+/// nothing here uses. Skipped fields are still scanned as JSON.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodReview {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    request: Option<PodRequest>,
+}
+
+/// The fields of `request` the answer reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodRequest {
+    uid: String,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    object: Option<AdmittedPod>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Of `request.resource`, the resource name (`pods`).
+#[derive(serde::Deserialize)]
+struct GroupVersionResource {
+    #[serde(default)]
+    resource: String,
+}
+
+fn answer_pod(req: &PodRequest, ctx: &Context<'_>) -> Reviewed {
     let namespace = req.namespace.clone().unwrap_or_default();
     let mut summary = Summary {
         uid: req.uid.clone(),
@@ -574,13 +595,13 @@ pub fn mutate(pod: &Pod, namespace: &str, ctx: &Context<'_>) -> Mutation {
     }
 }
 
-fn pod_name<T: kube::Resource>(req: &AdmissionRequest<T>) -> String {
+fn pod_name(req: &PodRequest) -> String {
     if !req.name.is_empty() {
         return req.name.clone();
     }
     req.object
         .as_ref()
-        .and_then(|o| o.meta().generate_name.clone())
+        .and_then(|o| o.0.metadata.generate_name.clone())
         .map(|g| format!("{g}*"))
         .unwrap_or_default()
 }
