@@ -16,30 +16,13 @@ pub fn add_annotations(
     existing: Option<&BTreeMap<String, String>>,
     add: &BTreeMap<String, String>,
 ) -> Patch {
-    let Some(existing) = existing else {
-        let map = add
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect::<serde_json::Map<_, _>>();
-        return Patch(vec![PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["metadata", "annotations"]),
-            value: Value::Object(map),
-        })]);
-    };
-    Patch(
-        add.iter()
-            .filter(|(k, _)| !existing.contains_key(*k))
-            .map(|(k, v)| {
-                PatchOperation::Add(AddOperation {
-                    path: PointerBuf::from_tokens(["metadata", "annotations", k.as_str()]),
-                    value: Value::String(v.clone()),
-                })
-            })
-            .collect(),
-    )
+    // One rule for both forms: the operations are those of the text admission sends.
+    let text = write_add_annotations(existing, add, |_| None, &[]);
+    // Text of adds of strings always parses as a patch.
+    serde_json::from_slice(&text).unwrap_or_else(|_| Patch(Vec::new()))
 }
 
-/// The JSON text of [`add_annotations`]`(existing, add)` followed by `more`, written directly:
+/// The JSON text of the patch adding `add` (see [`add_annotations`]) followed by `more`, written directly:
 /// values that `literal` knows (a template's cached command literals, see
 /// `Template::command_literal`) are copied instead of escaped again, the bulk of a patch.
 pub fn write_add_annotations<'a>(
