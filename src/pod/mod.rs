@@ -2,6 +2,7 @@
 //! of template and container, and the backup method of its data volumes. Pure: no I/O, no clock.
 
 pub mod backup_method;
+pub mod deployment;
 pub mod detect;
 pub mod image;
 pub mod version;
