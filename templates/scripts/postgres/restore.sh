@@ -1,9 +1,11 @@
 #!/bin/sh
 # Post-restore: proves that the restored PostgreSQL came back. Read-only; safe to run twice.
 # The container can run while the server still replays WAL ("the database system is starting
-# up"), so the hook waits, within its own deadline, for a server that accepts connections and
-# has left recovery (a standby streaming from a primary stays in recovery by design). Then one
-# line for the restore log: version, role, and each database's tables and size.
+# up"), so the hook waits, within its own deadline, for a primary (out of recovery) or a
+# standby whose WAL receiver runs (a standby stays in recovery by design). A standby re-cloned
+# from its primary after a restore holds no table until the primary's data has replicated: it
+# waits for one too. Then it opens every table it may read (lib/pg-dbs.sh) and prints one line
+# for the restore log: version, role, each database's tables and size, and psql's warnings.
 T=postgres
 . ./lib/common.sh
 W=${VHI_RESTORE_WAIT_SECONDS:-600}
@@ -12,13 +14,15 @@ W=${VHI_RESTORE_WAIT_SECONDS:-600}
 . ./lib/pg-dbs.sh
 until_s "$W"
 t=$(date +%s)
+# up: a server that answers, as a primary or a streaming standby (its WAL receiver's source
+# shows to a superuser or pg_read_all_stats only).
 up() {
   pick || return 1
-  s=$(pq "$via" "SELECT pg_is_in_recovery(), current_setting('primary_conninfo', true) > ''") || { errs=" $s"; return 1; }
-  case $s in
+  pq "$via" "SELECT pg_is_in_recovery(),(SELECT coalesce(sender_host||':'||sender_port,'(source hidden from '||current_user||')')FROM pg_stat_wal_receiver WHERE coalesce(status,'streaming')='streaming')" || { errs=" $w"; return 1; }
+  case $o in
     f*) r=primary ;;
-    "t|t") r=standby ;;
-    *) errs=" in recovery but not a streaming standby (recovery.signal or standby.signal left in the data directory?)" && return 1 ;;
+    "t|") errs=" in recovery and not streaming from a primary (a standby whose primary is not up yet, or a recovery.signal or standby.signal left in the data directory)" && return 1 ;;
+    *) r="standby streaming from ${o#*|}" ;;
   esac
 }
 until up; do
@@ -29,7 +33,13 @@ until up; do
   late && die "not up within ${W}s:$errs. See the container log: a copy without its WAL (pg_wal) or pg_control cannot start"
   sleep 2
 done
-v=$(pq "$via" "SHOW server_version")
+pq "$via" "SHOW server_version" || die "cannot read the version: $w"
+v=$o
 dbs
-[ $n -gt 0 ] || [ "${VHI_RESTORE_ALLOW_EMPTY:-}" = 1 ] || die "PostgreSQL $v came back without a user table, as from an empty volume (VHI_RESTORE_ALLOW_EMPTY=1 if it was empty):$s"
-say "restore check passed: PostgreSQL $v, $r, up after $(($(date +%s) - t))s; databases:${s%,}"
+# A standby cloned afresh from its primary gets the primary's tables when they replicate.
+until [ $n -gt 0 ] || [ "${VHI_RESTORE_ALLOW_EMPTY:-}" = 1 ] || [ "$r" = primary ] || late; do
+  sleep 5
+  dbs
+done
+[ $n -gt 0 ] || [ "${VHI_RESTORE_ALLOW_EMPTY:-}" = 1 ] || die "PostgreSQL $v came back as $r without a user table, as from an empty volume (VHI_RESTORE_ALLOW_EMPTY=1 if it was empty):$s"
+say "restore check passed: PostgreSQL $v, $r, up after $(($(date +%s) - t))s; databases:${s%,}${ws:+; warnings:$ws}"
