@@ -34,11 +34,24 @@ const SUPERUSER_PASSWORD: &[&str] = &[
     "POSTGRESQL_ADMIN_PASSWORD",
 ];
 
+/// Why a standby's own snapshot rarely restores: Velero copies one pod's volumes after
+/// another's, and a standby copied after its primary, with writes in between, has replayed WAL
+/// the restored primary never gets (measured: its restore check then fails, as it must).
+const STANDBY_COPY: &str = "this PostgreSQL standby's volume is copied apart from its primary's; restored, a copy newer than the primary's holds changes the primary lost, and the restore check fails on it asking for a re-clone. A standby needs no backup of its own: label its PersistentVolumeClaims velero.io/exclude-from-backup=true, and on restore the image clones the empty volume from the restored primary";
+
+/// The same for repmgr members, whose primary moves: no member can be left out of the backup.
+const MEMBER_COPY: &str = "the volumes of this repmgr cluster's members are copied one after another; restored, a standby whose copy is newer than the primary's holds changes the primary lost, and its restore check fails asking for a re-clone (empty that member's data volume and restart its pod: the image clones it from the primary)";
+
 /// Assesses a postgres pod.
 pub(super) fn assess(subject: &Subject<'_>) -> Deployment {
     let env = subject.env();
     let role = role(subject, &env);
     let mut problems = Vec::new();
+    match role {
+        Role::Replica { .. } => problems.push(Problem::caution(STANDBY_COPY)),
+        Role::Member { .. } => problems.push(Problem::caution(MEMBER_COPY)),
+        Role::Primary => {}
+    }
     if let Some(user) = app_user_only(subject, &env) {
         problems.extend(app_user_problems(user, subject.version(), role));
     }
@@ -306,7 +319,7 @@ mod tests {
                 how: "POSTGRES_REPLICATION_MODE=slave"
             }
         );
-        assert!(d.problems.is_empty(), "{d:?}");
+        assert_eq!(d.problems, [Problem::caution(STANDBY_COPY)], "{d:?}");
         let primary = container(
             BITNAMI,
             &[
@@ -356,6 +369,6 @@ mod tests {
         );
         let d = assess_of(&c);
         assert_eq!(d.role, Role::Member { cluster: "repmgr" });
-        assert!(d.problems.is_empty(), "{d:?}");
+        assert_eq!(d.problems, [Problem::caution(MEMBER_COPY)], "{d:?}");
     }
 }
