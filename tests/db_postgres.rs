@@ -1275,3 +1275,20 @@ fn standby_ahead_of_primary(major: u32, quiet: bool) {
     );
     assert!(r.elapsed < Duration::from_secs(40), "bounded: {r}");
 }
+
+/// The template's annotations for a 63-character container name (the longest Kubernetes
+/// allows), snapshot and dump mode, under the 8 KiB budget. Prints MEASURE lines.
+#[test]
+fn annotation_bytes_with_the_longest_container_name() {
+    let name = "c".repeat(63);
+    let t = tpl();
+    let bytes = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    };
+    let snapshot = bytes(&t.annotations(&name));
+    let dump = bytes(&t.dump_annotations(&name).expect("dump mode"));
+    eprintln!(
+        "MEASURE postgres annotations, 63-char container: snapshot {snapshot} B, dump {dump} B"
+    );
+    assert!(snapshot <= 8192 && dump <= 8192, "{snapshot} {dump}");
+}
