@@ -345,7 +345,7 @@ fn restore_hook_bad(major: u32) {
     std::fs::write(r.data.join("standby.signal"), "").expect("signal");
     let c = wait(r.container());
     let run = restore_hook_racing(&mut r, c, Duration::ZERO);
-    run.assert_fails_with("left in recovery", "not a streaming standby");
+    run.assert_fails_with("left in recovery", "not streaming from a primary");
     bounded(&run);
 
     // A good copy, but the restored pod's password does not match the database's: the hook
@@ -878,4 +878,417 @@ fn s8b_dump_load_waits_out_the_image_init_server_pg15() {
             .expect("accounts"),
         "1000000"
     );
+}
+
+/// Runs `phase`'s hook of `t` in a thread (a restore hook that waits while the test starts
+/// servers).
+fn hook_thread(
+    t: velero_hook_injector::hooks::template::Template,
+    phase: Phase,
+    c: db::Container,
+) -> std::thread::JoinHandle<db::HookRun> {
+    std::thread::spawn(move || run_hook(&t, phase, &c).expect("hook"))
+}
+
+/// A primary and its streaming standby as the Bitnami chart runs them
+/// (`architecture=replication`: the read replica cloned by pg_basebackup, its env with
+/// `POSTGRES_REPLICATION_MODE=slave`), the writer's rows replicated; `None` when skipped.
+fn bitnami_pair(major: u32) -> Option<(PgServer, PgServer)> {
+    let v = db_pg::available(major)?;
+    if !db_pg::client_available(&v) {
+        return None;
+    }
+    let p = PgServer::init(&v, PgAuth::Password);
+    p.add_replication_user();
+    let mut s = PgServer::clone_standby(&p);
+    s.start();
+    Some((p, s))
+}
+
+/// (10) snapshot mode on a primary + read replica pair: the pre hook runs on both with the env
+/// the chart gives each (on the standby CHECKPOINT is a restartpoint: its redo LSN advances),
+/// each data directory is copied atomically, and both are restored: the standby, started first,
+/// streams from the restored primary; each restore check waits for its server, reports its role
+/// and the rows, which are all there.
+fn standby_pair_snapshot(major: u32) {
+    let Some((p, s)) = bitnami_pair(major) else {
+        return;
+    };
+    let (pc, sc) = (p.bitnami_container(None), s.bitnami_container(Some(&p)));
+    let w = p.writer();
+    assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+    // The standby's pod first: its copy must not be newer than its primary's (s10b).
+    let r = run_hook(&tpl(), Phase::Pre, &pc).expect("pre");
+    r.assert_ok("pre on the primary");
+    let committed = w.committed();
+    assert!(
+        s.replays_rows(committed, Duration::from_secs(30)),
+        "the standby replicates"
+    );
+    let redo = s.redo_lsn();
+    let r = run_hook(&tpl(), Phase::Pre, &sc).expect("pre");
+    r.assert_ok("pre on the standby");
+    assert!(r.stdout.contains("user: postgres"), "{r}");
+    assert_ne!(
+        s.redo_lsn(),
+        redo,
+        "PG {major}: CHECKPOINT on the standby made a restartpoint"
+    );
+    let mut rs = s.snapshot();
+    assert!(w.progresses(10, Duration::from_secs(20)), "writes go on");
+    let mut rp = p.snapshot();
+    let written = w.stop();
+    rs.follow(rp.port);
+    let rsc = rs.bitnami_container(Some(&rp));
+    let rpc = rp.bitnami_container(None);
+    let standby_hook = hook_thread(tpl(), Phase::Restore, rsc);
+    rs.spawn();
+    std::thread::sleep(Duration::from_secs(3));
+    let primary_hook = hook_thread(tpl(), Phase::Restore, rpc);
+    rp.spawn();
+    let pr = primary_hook.join().expect("primary hook");
+    pr.assert_ok("restore check on the restored primary");
+    assert!(pr.stdout.contains(", primary,"), "{pr}");
+    assert!(pr.stdout.contains("postgres (1 tables, 1 opened"), "{pr}");
+    let sr = standby_hook.join().expect("standby hook");
+    sr.assert_ok("restore check on the restored standby");
+    eprintln!(
+        "MEASURE postgres PG{major} pair snapshot: {}",
+        sr.stdout.trim()
+    );
+    assert!(
+        sr.stdout
+            .contains(&format!("standby streaming from 127.0.0.1:{}", rp.port)),
+        "{sr}"
+    );
+    assert!(sr.stdout.contains("postgres (1 tables, 1 opened"), "{sr}");
+    assert!(
+        sr.elapsed >= Duration::from_secs(3),
+        "it waited for its primary: {sr}"
+    );
+    assert_eq!(rp.rows_upto(committed), committed, "primary rows");
+    assert!(
+        rs.replays_rows(rp.rows(), Duration::from_secs(30)),
+        "the restored standby catches up with the rows its copy lacked"
+    );
+    assert!(rp.rows() <= written + 1, "no rows from the future");
+    rp.psql("INSERT INTO t VALUES (100000000)").expect("write");
+    assert!(
+        rs.replays_rows(rp.rows(), Duration::from_secs(30)),
+        "the restored standby replicates the restored primary's new writes"
+    );
+}
+
+/// (11) dump mode on the pair: the primary dumps; the restore gives both pods empty volumes.
+/// The primary is initialised as the image does (with its replication user) and its load hook
+/// loads the dump; the standby is cloned from it before the load, as the image clones an empty
+/// replica volume, and its restore check (the snapshot-mode one: a replica never loads) waits
+/// while it holds no user table and passes once the rows have replicated, reporting a standby.
+fn standby_pair_dump(major: u32) {
+    let Some((p, s)) = bitnami_pair(major) else {
+        return;
+    };
+    let w = p.writer();
+    assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+    let dump = dump_volume(p.tmp.path());
+    let pc = p
+        .bitnami_container(None)
+        .with("VHI_DUMP_DIR", &dump.display().to_string());
+    let committed = w.committed();
+    run_hook(&dump_tpl(), Phase::Pre, &pc)
+        .expect("dump")
+        .assert_ok("dump on the primary");
+    w.stop();
+    drop(s);
+
+    let fresh = PgServer::init_with(&p.version, PgAuth::Password, true);
+    fresh.add_replication_user();
+    let mut standby = PgServer::clone_standby(&fresh);
+    standby.start();
+    let started = Instant::now();
+    let standby_hook = hook_thread(
+        tpl(),
+        Phase::Restore,
+        standby.bitnami_container(Some(&fresh)),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let rdump = dump_volume(fresh.tmp.path());
+    db::fsb_copy(&dump, &rdump, Duration::ZERO);
+    let rc = fresh
+        .bitnami_container(None)
+        .with("VHI_DUMP_DIR", &rdump.display().to_string());
+    let load = run_hook(&dump_tpl(), Phase::Restore, &rc).expect("load");
+    load.assert_ok("load on the fresh primary");
+    let sr = standby_hook.join().expect("standby hook");
+    sr.assert_ok("restore check on the re-cloned standby");
+    eprintln!(
+        "MEASURE postgres PG{major} pair dump: standby check {:?} {}",
+        sr.elapsed,
+        sr.stdout.trim()
+    );
+    assert!(sr.stdout.contains("standby streaming from"), "{sr}");
+    assert!(sr.stdout.contains("postgres (1 tables"), "{sr}");
+    assert!(
+        sr.elapsed >= Duration::from_secs(3) && started.elapsed() >= sr.elapsed,
+        "it waited for the load: {sr}"
+    );
+    assert!(
+        standby.replays_rows(committed, Duration::from_secs(30)),
+        "PG {major}: the loaded rows replicate to the standby: {:?} {:?} of {committed}",
+        standby.psql("SELECT count(*) FROM t"),
+        fresh.psql("SELECT count(*) FROM t"),
+    );
+    assert_eq!(fresh.rows_upto(committed), committed);
+    // Never a wait without end: a standby whose primary never gets a table fails at its deadline.
+    let empty = PgServer::init_with(&p.version, PgAuth::Password, true);
+    empty.add_replication_user();
+    let mut lone = PgServer::clone_standby(&empty);
+    lone.start();
+    let r = run_hook(
+        &tpl(),
+        Phase::Restore,
+        &lone
+            .bitnami_container(Some(&empty))
+            .with("VHI_RESTORE_WAIT_SECONDS", "8"),
+    )
+    .expect("hook");
+    r.assert_fails_with("a standby of an empty primary", "came back as standby");
+    assert!(r.elapsed < Duration::from_secs(30), "bounded: {r}");
+}
+
+/// (12) PostgreSQL with only an app user in the env (Bitnami `auth.enablePostgresUser=false`
+/// with `auth.username=app`): the pre hook says what to grant or set; with pg_checkpoint
+/// granted (15+) it checkpoints; the restore check works as the app user and opens the tables it
+/// may read; dump mode refuses with the fix.
+fn app_user_only(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::Password);
+    s.psql("CREATE ROLE app LOGIN CREATEDB PASSWORD 'app-pw'")
+        .expect("role");
+    s.psql("CREATE DATABASE app OWNER app").expect("db");
+    let pw = s.tmp.path().join("app-password");
+    std::fs::write(&pw, "app-pw").expect("pw");
+    let mut c = s
+        .bitnami_container(None)
+        .with("POSTGRES_USER", "app")
+        .with("POSTGRES_PASSWORD_FILE", &pw.display().to_string())
+        .with("POSTGRES_DATABASE", "app");
+    for k in [
+        "POSTGRES_REPLICATION_MODE",
+        "POSTGRES_REPLICATION_USER",
+        "POSTGRES_REPLICATION_PASSWORD_FILE",
+    ] {
+        c.unset(k);
+    }
+    let r = run_hook(&tpl(), Phase::Pre, &c).expect("pre");
+    r.assert_fails_with("app user", "GRANT pg_checkpoint TO \"app\"");
+    assert!(r.stderr.contains("auth.enablePostgresUser=true"), "{r}");
+    assert!(!r.stderr.contains("ERROR:  must"), "no raw psql error: {r}");
+    if major >= 15 {
+        s.psql("GRANT pg_checkpoint TO app").expect("grant");
+        let c0 = s.checkpoints_requested();
+        let r = run_hook(&tpl(), Phase::Pre, &c).expect("pre");
+        r.assert_ok("pre with pg_checkpoint");
+        assert!(r.stdout.contains("user: app"), "{r}");
+        assert!(
+            s.checkpoints_requested() > c0,
+            "PG {major}: it checkpointed"
+        );
+    }
+    // The app's own table, and one it may not read (postgres's t).
+    db::sh(
+        std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+            .env("PGPASSWORD", "app-pw")
+            .args(["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&s.sock)
+            .arg("-p")
+            .arg(s.port.to_string())
+            .args([
+                "-U",
+                "app",
+                "-d",
+                "app",
+                "-c",
+                "CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)",
+            ]),
+    )
+    .expect("app table");
+    let mut r = s.snapshot();
+    r.start();
+    let mut rc = c.clone();
+    rc.set("POSTGRESQL_PORT_NUMBER", &r.port.to_string());
+    let run = run_hook(&tpl(), Phase::Restore, &rc).expect("restore");
+    run.assert_ok("restore check as the app user");
+    eprintln!(
+        "MEASURE postgres PG{major} app user restore: {}",
+        run.stdout.trim()
+    );
+    assert!(run.stdout.contains("app (1 tables, 1 opened"), "{run}");
+    assert!(run.stdout.contains("postgres (1 tables, 0 opened"), "{run}");
+    let dump = dump_volume(s.tmp.path());
+    let d = run_hook(
+        &dump_tpl(),
+        Phase::Pre,
+        &c.clone().with("VHI_DUMP_DIR", &dump.display().to_string()),
+    )
+    .expect("dump");
+    d.assert_fails_with("dump as the app user", "pg_dumpall needs a superuser");
+    assert!(!dump.join("pg_dumpall.sql").exists());
+}
+
+/// (13) warnings are reported, not taken for answers: a database whose recorded collation
+/// version is not the library's (psql prints a WARNING on every connection to it) and a client
+/// locale the system lacks (Debian's psql wrapper, a perl script, prints locale warnings). The
+/// checks pass and name the warning. And a restored copy that lost a table's file fails.
+fn warnings_and_missing_files(major: u32) {
+    let Some(v) = db_pg::available(major) else {
+        return;
+    };
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    s.psql("INSERT INTO t VALUES (1)").expect("row");
+    // An ICU database where the server has ICU (15+), else the C database with a recorded
+    // version its library cannot have.
+    let icu = major >= 15
+        && s.psql("CREATE DATABASE icu LOCALE_PROVIDER icu ICU_LOCALE 'en' TEMPLATE template0")
+            .is_ok();
+    let (db, warning) = if icu {
+        ("icu", "collation version mismatch")
+    } else {
+        ("postgres", "has no actual collation version")
+    };
+    if major >= 15 {
+        s.psql(&format!(
+            "UPDATE pg_database SET datcollversion = '0.0' WHERE datname = '{db}'"
+        ))
+        .expect("collversion");
+    } else {
+        eprintln!("PG {major}: no datcollversion before 15; the locale case only");
+    }
+    let c = s.container();
+    let cases: Vec<(&str, db::Container)> = vec![
+        ("collation", c.clone()),
+        (
+            "locale",
+            c.clone()
+                .with("LC_ALL", "xx_XX.UTF-8")
+                .with("PATH", &format!("/usr/bin:{}", db::CONTAINER_PATH)),
+        ),
+    ];
+    for (what, c) in cases {
+        if what == "collation" && major < 15 {
+            continue;
+        }
+        let needle = if what == "locale" { "locale" } else { warning };
+        let pre = run_hook(&tpl(), Phase::Pre, &c).expect("pre");
+        pre.assert_ok(&format!("pre with a {what} warning"));
+        let run = run_hook(&tpl(), Phase::Restore, &c).expect("restore");
+        run.assert_ok(&format!("restore check with a {what} warning"));
+        eprintln!(
+            "MEASURE postgres PG{major} {what} warning: {}",
+            run.stdout.trim()
+        );
+        assert!(run.stdout.contains(", primary,"), "{run}");
+        assert!(
+            run.stdout.contains("warnings:") && run.stdout.contains(needle),
+            "the {what} warning is reported: {run}"
+        );
+        assert!(run.elapsed < Duration::from_secs(20), "no wait: {run}");
+    }
+
+    // A copy without one table's file: it starts (nothing reads t during recovery) and the
+    // check fails on opening t. The CHECKPOINT first: no WAL after it touches t.
+    run_hook(&tpl(), Phase::Pre, &s.container())
+        .expect("pre")
+        .assert_ok("pre");
+    let file = s.psql("SELECT pg_relation_filepath('t')").expect("path");
+    let mut r = s.snapshot();
+    std::fs::remove_file(r.data.join(&file)).expect("rm relation file");
+    r.start();
+    let run = run_hook(&tpl(), Phase::Restore, &r.container()).expect("restore");
+    run.assert_fails_with("a copy missing t's file", "could not open file");
+    assert!(
+        run.stderr.contains("cannot read database postgres"),
+        "{run}"
+    );
+}
+
+macro_rules! pg_roles {
+    ($($m:ident => $major:expr),* $(,)?) => {$(
+        mod $m {
+            #[test]
+            fn s10_standby_pair_snapshot() { super::standby_pair_snapshot($major) }
+            #[test]
+            fn s10b_standby_ahead_quiet_primary() { super::standby_ahead_of_primary($major, true) }
+            #[test]
+            fn s10b_standby_ahead_busy_primary() { super::standby_ahead_of_primary($major, false) }
+            #[test]
+            fn s11_standby_pair_dump() { super::standby_pair_dump($major) }
+            #[test]
+            fn s12_app_user_only() { super::app_user_only($major) }
+            #[test]
+            fn s13_warnings_and_missing_files() { super::warnings_and_missing_files($major) }
+        }
+    )*};
+}
+
+pg_roles!(roles13 => 13, roles14 => 14, roles15 => 15, roles16 => 16, roles17 => 17, roles18 => 18);
+
+/// (10b) the standby's copy taken after its primary's, with writes in between (Velero copies one
+/// pod after the other, the primary's pod first by name): the restored standby holds rows the
+/// restored primary does not have. Its restore check must fail and say to re-clone it, within
+/// its deadline, whether the restored primary is still behind the standby (`quiet`) or has
+/// written past it (the standby then stops at WAL that differs from its own).
+fn standby_ahead_of_primary(major: u32, quiet: bool) {
+    let Some((p, s)) = bitnami_pair(major) else {
+        return;
+    };
+    p.psql("INSERT INTO t SELECT generate_series(1, 1000)")
+        .expect("rows");
+    let mut rp = p.snapshot();
+    p.psql("INSERT INTO t SELECT generate_series(1001, 20000)")
+        .expect("rows after the primary's copy");
+    assert!(s.replays_rows(20000, Duration::from_secs(30)), "replicated");
+    let mut rs = s.snapshot();
+    rs.follow(rp.port);
+    rp.start();
+    if !quiet {
+        rp.psql("INSERT INTO t SELECT generate_series(1001, 30000)")
+            .expect("new writes on the restored primary");
+    }
+    rs.spawn();
+    let r = run_hook(
+        &tpl(),
+        Phase::Restore,
+        &rs.bitnami_container(Some(&rp))
+            .with("VHI_RESTORE_WAIT_SECONDS", "20"),
+    )
+    .expect("hook");
+    eprintln!(
+        "MEASURE postgres PG{major} standby ahead (quiet={quiet}): {}",
+        r.stderr.trim()
+    );
+    r.assert_fails_with(
+        "a standby ahead of its primary",
+        "Re-clone it from its primary",
+    );
+    assert!(r.elapsed < Duration::from_secs(40), "bounded: {r}");
+}
+
+/// The template's annotations for a 63-character container name (the longest Kubernetes
+/// allows), snapshot and dump mode, under the 8 KiB budget. Prints MEASURE lines.
+#[test]
+fn annotation_bytes_with_the_longest_container_name() {
+    let name = "c".repeat(63);
+    let t = tpl();
+    let bytes = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    };
+    let snapshot = bytes(&t.annotations(&name));
+    let dump = bytes(&t.dump_annotations(&name).expect("dump mode"));
+    eprintln!(
+        "MEASURE postgres annotations, 63-char container: snapshot {snapshot} B, dump {dump} B"
+    );
+    assert!(snapshot <= 8192 && dump <= 8192, "{snapshot} {dump}");
 }

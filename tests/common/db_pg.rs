@@ -11,6 +11,11 @@ use super::db::{self, Container, Proc};
 /// Superuser password every test cluster gets.
 pub const PG_PASSWORD: &str = "pg-s3cret";
 
+/// The Bitnami chart's replication user (`auth.replicationUsername`'s default) and a password.
+pub const REPL_USER: &str = "repl_user";
+/// The replication user's password.
+pub const REPL_PASSWORD: &str = "repl-s3cret";
+
 /// One PostgreSQL build.
 #[derive(Debug, Clone)]
 pub struct PgVersion {
@@ -390,5 +395,125 @@ impl PgServer {
             port: db::free_port(),
             proc: None,
         }
+    }
+
+    /// Creates the replication role as the Bitnami image does on a primary's first start
+    /// (`POSTGRES_REPLICATION_USER`: REPLICATION LOGIN, a password, not a superuser).
+    pub fn add_replication_user(&self) {
+        self.psql(&format!(
+            "CREATE ROLE {REPL_USER} REPLICATION LOGIN PASSWORD '{REPL_PASSWORD}'"
+        ))
+        .expect("replication role");
+    }
+
+    /// A streaming standby of `primary`, made as the Bitnami image makes a read replica on an
+    /// empty volume (libpostgresql.sh, postgresql_slave_init_db and _configure_recovery):
+    /// pg_basebackup -X stream as the replication user (with a fast checkpoint here, to keep the
+    /// test short; the image waits for a spread one), then primary_conninfo in
+    /// postgresql.conf and a standby.signal. Not started.
+    pub fn clone_standby(primary: &PgServer) -> PgServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-pg-standby")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        chown_nobody(tmp.path());
+        db::sh(
+            as_nobody(&primary.version.client.join("pg_basebackup"))
+                .env("PGPASSWORD", REPL_PASSWORD)
+                .arg("-D")
+                .arg(&data)
+                .args(["-h", "127.0.0.1", "-p"])
+                .arg(primary.port.to_string())
+                .args(["-U", REPL_USER, "-X", "stream", "-w", "-c", "fast"]),
+        )
+        .unwrap_or_else(|e| panic!("pg_basebackup: {e}"));
+        let s = PgServer {
+            version: primary.version.clone(),
+            sock: tmp.path().join("sock"),
+            tmp,
+            data,
+            port: db::free_port(),
+            proc: None,
+        };
+        s.follow(primary.port);
+        s
+    }
+
+    /// Makes this data directory a standby of the primary on `port`, as the Bitnami entrypoint
+    /// does at every start of a `POSTGRES_REPLICATION_MODE=slave` container (the primary's
+    /// Service name there; a restored primary answers behind the same name).
+    pub fn follow(&self, port: u16) {
+        use std::io::Write;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        writeln!(
+            conf,
+            "primary_conninfo = 'host=127.0.0.1 port={port} user={REPL_USER} password={REPL_PASSWORD} application_name=my_application'\nhot_standby = on"
+        )
+        .expect("write conf");
+        std::fs::write(self.data.join("standby.signal"), "").expect("standby.signal");
+        chown_nobody(&self.data);
+    }
+
+    /// The container as the Bitnami chart renders it (password files, POSTGRESQL_PORT_NUMBER,
+    /// no PGPORT): the primary's, or with `primary` the read replica's (replication env, the
+    /// superuser's password file as the chart mounts it on both).
+    pub fn bitnami_container(&self, primary: Option<&PgServer>) -> Container {
+        let secrets = self.tmp.path().join("secrets");
+        std::fs::create_dir_all(&secrets).expect("secrets");
+        std::fs::write(secrets.join("postgres-password"), PG_PASSWORD).expect("pw");
+        std::fs::write(secrets.join("replication-password"), REPL_PASSWORD).expect("pw");
+        let file = |n: &str| secrets.join(n).display().to_string();
+        let mut c = self
+            .container()
+            .with("BITNAMI_DEBUG", "false")
+            .with("POSTGRESQL_PORT_NUMBER", &self.port.to_string())
+            .with(
+                "POSTGRESQL_VOLUME_DIR",
+                &self.tmp.path().display().to_string(),
+            )
+            .with("POSTGRES_PASSWORD_FILE", &file("postgres-password"));
+        c.unset("PGPORT");
+        c.unset("POSTGRES_PASSWORD");
+        match primary {
+            None => c
+                .with("POSTGRES_REPLICATION_MODE", "master")
+                .with("POSTGRES_REPLICATION_USER", REPL_USER)
+                .with(
+                    "POSTGRES_REPLICATION_PASSWORD_FILE",
+                    &file("replication-password"),
+                ),
+            Some(p) => c
+                .with("POSTGRES_REPLICATION_MODE", "slave")
+                .with("POSTGRES_REPLICATION_USER", REPL_USER)
+                .with(
+                    "POSTGRES_REPLICATION_PASSWORD_FILE",
+                    &file("replication-password"),
+                )
+                .with("POSTGRES_CLUSTER_APP_NAME", "my_application")
+                .with("POSTGRES_MASTER_HOST", "127.0.0.1")
+                .with("POSTGRES_MASTER_PORT_NUMBER", &p.port.to_string()),
+        }
+    }
+
+    /// Rows in t (the writer's table).
+    pub fn rows(&self) -> u64 {
+        self.psql("SELECT count(*) FROM t")
+            .expect("count")
+            .parse()
+            .expect("number")
+    }
+
+    /// Waits up to `limit` until this standby holds `n` rows of t; false when it does not.
+    pub fn replays_rows(&self, n: u64, limit: Duration) -> bool {
+        db::wait_for(limit, || {
+            self.psql(&format!("SELECT count(*) >= {n} FROM t"))
+                .ok()
+                .filter(|r| r == "t")
+        })
+        .is_some()
     }
 }

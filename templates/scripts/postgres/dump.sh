@@ -14,7 +14,8 @@ W=${VHI_DUMP_SECONDS:-3300}
 . ./lib/dump.sh
 [ -w "$V" ] || die "dump volume $V missing or not writable"
 pick || die "no dump: cannot connect as $u:$errs"
-k=$(pq "$via" "SELECT sum(pg_database_size(oid))::bigint / 1024 FROM pg_database") || die "no dump: $k"
+pq "$via" "SELECT rolsuper,CASE WHEN rolsuper THEN(SELECT sum(pg_database_size(oid))::bigint/1024 FROM pg_database)END FROM pg_roles WHERE rolname=current_user" || die "no dump: $w"
+case $o in t*) k=${o#*|} ;; *) die "no dump: pg_dumpall needs a superuser and $u is not one. Give the container the superuser's password (POSTGRES_POSTGRES_PASSWORD[_FILE]; Bitnami chart: auth.enablePostgresUser=true)" ;; esac
 f=$(df -Pk "$V" | awk 'NR==2{print $4}')
 [ "${f:-0}" -gt "$k" ] || die "no dump: $V has ${f:-?} KiB free, the databases take $k KiB"
 p=$F.partial

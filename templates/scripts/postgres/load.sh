@@ -20,8 +20,8 @@ L=${VHI_LOAD_SECONDS:-2700}
 . ./lib/dump.sh
 . ./lib/load.sh
 until_s "$W"
-until pick && r=$(pq "$via" "SELECT pg_is_in_recovery()OR current_setting('listen_addresses')=''") && [ "$r" = f ]; do
-  late && die "no primary up within ${W}s:$errs ${r:-}, dump $id not loaded"
+until pick && pq "$via" "SELECT pg_is_in_recovery()OR current_setting('listen_addresses')=''" && [ "$o" = f ]; do
+  late && die "no primary up within ${W}s:$errs ${o:-}, dump $id not loaded"
   sleep 2
 done
 dbs
