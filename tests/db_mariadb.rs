@@ -388,7 +388,22 @@ fn restore_hook_good(name: &str) {
         run.stdout.contains("app (1 tables"),
         "the writer's schema: {run}"
     );
+    assert!(run.stdout.contains(", primary,"), "reports the role: {run}");
     assert_eq!(r.rows(committed).0, committed, "{name}: rows lost");
+    // A client that prints a warning on stderr (a world-writable option file it ignores): the
+    // check still reads its answers and passes, and reports the warning.
+    let home = r.tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let cnf = home.join(".my.cnf");
+    std::fs::write(&cnf, "[client]\n").expect("cnf");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cnf, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let c = r
+        .container(pw_var(name))
+        .with("HOME", &home.display().to_string());
+    let run = run_hook(&t, Phase::Restore, &c).expect("hook");
+    run.assert_ok("restore check with a client warning");
+    assert!(run.stdout.contains("the client warned"), "{run}");
     let before = r.rows(u64::MAX / 2);
     run_hook(&t, Phase::Restore, &r.container(pw_var(name)))
         .expect("hook")
@@ -444,6 +459,19 @@ fn restore_hook_bad(name: &str) {
     assert!(!run.ok(), "a zeroed system tablespace must fail: {run}");
     bounded(&run);
     w.stop();
+    // A copy that lost one table's file (app/t.ibd): the server starts, lists the table, and
+    // cannot read it ("Tablespace is missing"): the check fails. The copy is of a cleanly
+    // stopped server: from a running one, recovery would rebuild a young table's file from the
+    // redo log.
+    let mut s = s;
+    s.shutdown();
+    let mut r = s.live_file_copy(Duration::ZERO);
+    std::fs::remove_file(r.data.join("app").join("t.ibd")).expect("rm t.ibd");
+    let run = restore_hook_racing(name, &mut r, &[], "30", Duration::ZERO);
+    eprintln!("MEASURE {name} missing-ibd: {}", run.stderr.trim());
+    run.assert_fails_with("a copy without app/t.ibd", "cannot be read");
+    assert!(run.stderr.contains("app"), "names the table: {run}");
+    bounded(&run);
     // An empty volume: a freshly initialised server with no schema.
     let fresh = MariaServer::init_with(true);
     let c = fresh

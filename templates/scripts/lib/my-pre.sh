@@ -11,8 +11,6 @@ HV=VHI_LOCK_HOLD_SECONDS
 . ./lib/common.sh
 [ "$HOLD" -ge 0 ] 2>/dev/null || die "$HV must be a number of seconds, got '$HOLD'"
 . ./lib/my.sh
-# A random root password (*_RANDOM_ROOT_PASSWORD) is unknown to the hook.
-[ -n "${MYSQL_PWD:-}" ] || [ -z "${MARIADB_RANDOM_ROOT_PASSWORD:-}${MYSQL_RANDOM_ROOT_PASSWORD:-}" ] || die "the root password is random: give the container MYSQL_ROOT_PASSWORD_FILE from a Secret"
 . ./lib/hold.sh
 ! held || { say "lock already held by an earlier pre hook; reusing it"; exit 0; }
 m=locked-$$
@@ -37,7 +35,11 @@ m=locked-$$
 echo $! >"$D/pid"
 until_s 25
 until grep -qx $m "$D/log" 2>/dev/null; do
-  kill -0 $! 2>/dev/null || { : >"$D/release"; die "no lock is held, the holder exited: $(cat "$D/log")"; }
+  kill -0 $! 2>/dev/null || {
+    : >"$D/release"
+    den "$(cat "$D/log")"
+    die "no lock is held, the holder exited: $(cat "$D/log")"
+  }
   late && { : >"$D/release"; die "no lock is held after 25s: $(cat "$D/log")"; }
   sleep 1
 done
