@@ -37,7 +37,7 @@ until_s 25
 until grep -qx $m "$D/log" 2>/dev/null; do
   kill -0 $! 2>/dev/null || {
     : >"$D/release"
-    den "$(cat "$D/log")"
+    den "$(cat "$D/log")" now
     die "no lock is held, the holder exited: $(cat "$D/log")"
   }
   late && { : >"$D/release"; die "no lock is held after 25s: $(cat "$D/log")"; }

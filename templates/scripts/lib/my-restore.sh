@@ -30,7 +30,7 @@ case ${2:-} in YES | DEFAULT) ;; *) die "InnoDB did not start (${2:-none}): see 
 [ "${3:-0}" = 0 ] || die "innodb_force_recovery=$3: InnoDB skipped recovery steps, data may be lost"
 # The replication source, if any (SHOW SLAVE STATUS before MariaDB 10.5 and MySQL 8.0.22; MySQL
 # 8.4 knows only REPLICA), one "Name: value" a line; v NAME: the value of the first matching field.
-q=$(my -E -e 'SHOW REPLICA STATUS' 2>/dev/null || my -E -e 'SHOW SLAVE STATUS' 2>"$E") || die "cannot read the replication status: $(cat "$E")"
+q=$(my -E --column-names -e 'SHOW REPLICA STATUS' 2>/dev/null || my -E --column-names -e 'SHOW SLAVE STATUS' 2>"$E") || die "cannot read the replication status: $(cat "$E")"
 v() { printf '%s\n' "$q" | sed -n "s/^ *$1: //p" | head -n 1; }
 h=$(v '[A-Za-z]*_Host')
 [ -n "$h" ] || [ -z "$m" ] || die "the container is a replica (REPLICATION_MODE=slave) but the server replicates from nothing"
@@ -41,7 +41,7 @@ while [ -n "$h" ]; do
   [ "$(v '[A-Za-z]*_IO_Running')$(v '[A-Za-z]*_SQL_Running')" != YesYes ] || [ "$n" -eq 0 ] || break
   late && die "replica of $h: replication not running or no user table yet (IO $(v '[A-Za-z]*_IO_Running'), SQL $(v '[A-Za-z]*_SQL_Running'), $n tables) after ${W}s: $(v Last_IO_Error) $(v Last_SQL_Error)"
   sleep 2
-  q=$(my -E -e 'SHOW REPLICA STATUS' 2>/dev/null || my -E -e 'SHOW SLAVE STATUS' 2>/dev/null)
+  q=$(my -E --column-names -e 'SHOW REPLICA STATUS' 2>/dev/null || my -E --column-names -e 'SHOW SLAVE STATUS' 2>/dev/null)
   dbs
 done
 [ "$n" -gt 0 ] || [ "${VHI_RESTORE_ALLOW_EMPTY:-}" = 1 ] || die "$1 came back without a user table, as from an empty volume (VHI_RESTORE_ALLOW_EMPTY=1 if it was empty)"

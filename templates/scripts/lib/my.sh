@@ -27,8 +27,12 @@ trap 'rm -f "$E"' EXIT
 # shellcheck disable=SC2086 # X splits into timeout and its seconds
 cl() { ${X:+timeout $X} "$@" ${MYSQL_HOST:+-h"$MYSQL_HOST"} ${P:+-P"$P"} ${MYSQL_UNIX_PORT:+-S"$MYSQL_UNIX_PORT"} -u"$u"; }
 my() { cl "$cli" --connect-timeout=10 -BN "$@"; }
-# den TEXT: a refused login (1045 wrong password, 1698 socket-only account) ends the hook at
-# once with the fix: waiting would not change the password.
+# den TEXT [now]: a refused login (1045 wrong password, 1698 socket-only account) ends the hook
+# at once with the fix: waiting would not change the password. On a secondary it is retried
+# until the deadline (late) unless "now": after a restore its accounts come only by replication.
 den() {
-  case $1 in *"ERROR 1045"* | *"ERROR 1698"*) die "the server refused $u: $1. Give the container $u's password in MARIADB_${m}ROOT_PASSWORD[_FILE] (or MYSQL_${m}ROOT_PASSWORD[_FILE])" ;; esac
+  case $1 in *"ERROR 1045"* | *"ERROR 1698"*)
+    if [ -z "$m" ] || [ -n "${2:-}" ] || late; then die "the server refused $u: $1. Give the container $u's password in MARIADB_${m}ROOT_PASSWORD[_FILE] (or MYSQL_${m}ROOT_PASSWORD[_FILE])"; fi
+    ;;
+  esac
 }
