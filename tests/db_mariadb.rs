@@ -1185,6 +1185,112 @@ fn replica_pair_dump_mode() {
     );
 }
 
+/// The options of a one-node Galera cluster (Debian galera-4), its group port `gport` on
+/// loopback; the node bootstraps a new cluster (what Bitnami's mariadb-galera does on its first
+/// node with MARIADB_GALERA_CLUSTER_BOOTSTRAP).
+fn galera_flags(gport: u16) -> Vec<String> {
+    [
+        "--wsrep-on=ON".to_owned(),
+        format!("--wsrep-provider={GALERA}"),
+        "--wsrep-cluster-address=gcomm://".into(),
+        "--wsrep-new-cluster".into(),
+        "--wsrep-cluster-name=galera".into(),
+        "--wsrep-node-address=127.0.0.1".into(),
+        format!(
+            "--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{gport};base_port={gport}"
+        ),
+        "--binlog-format=ROW".into(),
+        "--innodb-autoinc-lock-mode=2".into(),
+    ]
+    .into()
+}
+
+const GALERA: &str = "/usr/lib/galera/libgalera_smm.so";
+
+/// (13) A Galera node (Bitnami mariadb-galera's env): BACKUP STAGE BLOCK_COMMIT holds on it
+/// (commits wait), the atomic copy comes back as a node of a new cluster, and its restore check
+/// passes and says it is a Galera node.
+#[test]
+fn galera_node_snapshot() {
+    if !db_maria::available()
+        || !db::have(
+            std::path::Path::new(GALERA),
+            "galera-4 (Debian), one-node Galera",
+        )
+    {
+        return;
+    }
+    let mut s = MariaServer::init();
+    s.shutdown();
+    s.flags = galera_flags(db::free_port());
+    s.spawn(&[]);
+    assert!(
+        s.wait_root(Duration::from_secs(60)),
+        "galera node: {}",
+        s.log()
+    );
+    assert_eq!(
+        s.sql("SHOW STATUS LIKE 'wsrep_local_state_comment'")
+            .expect("state"),
+        "wsrep_local_state_comment\tSynced"
+    );
+    let pw = s.tmp.path().join("root-password");
+    std::fs::write(&pw, ROOT_PASSWORD).expect("password file");
+    let c = db::Container::new(s.tmp.path())
+        .with("MYSQL_UNIX_PORT", &s.sock.display().to_string())
+        .with("MARIADB_GALERA_CLUSTER_NAME", "galera")
+        .with("MARIADB_GALERA_CLUSTER_ADDRESS", "gcomm://")
+        .with("MARIADB_ROOT_USER", "root")
+        .with("MARIADB_ROOT_PASSWORD_FILE", &pw.display().to_string())
+        .with("MARIADB_GALERA_MARIABACKUP_USER", "mariabackup");
+    let t = db::template("mariadb");
+    let w = s.writer();
+    assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+    let pre = run_hook(&t, Phase::Pre, &c).expect("pre");
+    pre.assert_ok("pre on a Galera node");
+    eprintln!("MEASURE galera node pre={:?}", pre.elapsed);
+    assert_eq!(s.holder_sessions(), 1, "one holder");
+    let pre_end = Instant::now();
+    std::thread::sleep(HELD);
+    let during = w.commits_between(pre_end, Instant::now());
+    let committed = w.committed();
+    let mut r = s.snapshot();
+    run_hook(&t, Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post on a Galera node");
+    assert!(
+        during <= 1,
+        "{during} commits on the Galera node while locked"
+    );
+    assert!(w.progresses(5, Duration::from_secs(10)), "writes resume");
+    w.stop();
+    // The copy of a running node says it is not safe to bootstrap from; restoring a cluster from
+    // one node's copy is that decision (Bitnami: MARIADB_GALERA_FORCE_SAFETOBOOTSTRAP=yes).
+    let state = r.data.join("grastate.dat");
+    let g = std::fs::read_to_string(&state).expect("grastate.dat");
+    std::fs::write(
+        &state,
+        g.replace("safe_to_bootstrap: 0", "safe_to_bootstrap: 1"),
+    )
+    .expect("grastate.dat");
+    r.flags = galera_flags(db::free_port());
+    let rc = db::Container::new(r.tmp.path())
+        .with("MYSQL_UNIX_PORT", &r.sock.display().to_string())
+        .with("MARIADB_GALERA_CLUSTER_NAME", "galera")
+        .with("MARIADB_ROOT_PASSWORD", ROOT_PASSWORD);
+    let h = std::thread::spawn(move || run_hook(&t, Phase::Restore, &rc).expect("restore"));
+    r.spawn(&[]);
+    let run = h.join().expect("hook thread");
+    run.assert_ok("restore check on the restored Galera node");
+    eprintln!(
+        "MEASURE galera restore={:?} {}",
+        run.elapsed,
+        run.stdout.trim()
+    );
+    assert!(run.stdout.contains("Galera node of 1"), "{run}");
+    assert_eq!(r.rows(committed).0, committed, "rows lost");
+}
+
 macro_rules! maria_matrix {
     ($($m:ident => $name:expr),* $(,)?) => {$(
         mod $m {

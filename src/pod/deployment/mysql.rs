@@ -10,11 +10,12 @@
 //!   `MYSQL_MASTER_ROOT_USER`, else `root`, with `MARIADB_MASTER_ROOT_PASSWORD_FILE`, else
 //!   `MYSQL_MASTER_ROOT_PASSWORD_FILE` (a file wins), else `MARIADB_MASTER_ROOT_PASSWORD`, else
 //!   `MYSQL_MASTER_ROOT_PASSWORD`. Anywhere else the same names without `MASTER_`.
-//! - No password: the scripts stop, with the fix, when `MARIADB_RANDOM_ROOT_PASSWORD`,
-//!   `MYSQL_RANDOM_ROOT_PASSWORD` or `MARIADB_ROOT_PASSWORD_HASH` is set (the password is
-//!   unknown to them); otherwise they log in without one, which works only where the image made
-//!   an empty root password: `MYSQL_ALLOW_EMPTY_PASSWORD` or `MARIADB_ALLOW_EMPTY_ROOT_PASSWORD`
-//!   (official images: any value) or `ALLOW_EMPTY_PASSWORD=yes` (Bitnami).
+//! - No password: the scripts log in without one, which works only where the image made root's
+//!   password empty: `MYSQL_ALLOW_EMPTY_PASSWORD` or `MARIADB_ALLOW_EMPTY_ROOT_PASSWORD`
+//!   (official images: any value) or `ALLOW_EMPTY_PASSWORD=yes` (Bitnami). Otherwise the server
+//!   refuses them (the scripts then fail at once with the fix); `MARIADB_RANDOM_ROOT_PASSWORD`,
+//!   `MYSQL_RANDOM_ROOT_PASSWORD` and `MARIADB_ROOT_PASSWORD_HASH`, which the scripts do not
+//!   read, only name the reason in the message.
 //!
 //! Dump mode stays open to a replica: on an empty volume both images' secondaries run CHANGE
 //! MASTER TO without a binary-log position and replay the freshly initialised primary's binary
