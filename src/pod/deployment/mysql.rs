@@ -28,7 +28,13 @@ pub(super) fn assess(subject: &Subject<'_>) -> Deployment {
     let env = subject.env();
     let role = role(subject, &env);
     let mut problems = Vec::new();
-    if let Some(p) = credentials(&env) {
+    // The fix names the image's own family of variables (the scripts read both).
+    let x = if subject.image_name().contains("mariadb") {
+        "MARIADB"
+    } else {
+        "MYSQL"
+    };
+    if let Some(p) = credentials(&env, x) {
         problems.push(p);
     }
     Deployment { role, problems }
@@ -78,7 +84,7 @@ fn role(subject: &Subject<'_>, env: &Env<'_>) -> Role {
 }
 
 /// A problem when the env gives the hooks no way to log in.
-fn credentials(env: &Env<'_>) -> Option<Problem> {
+fn credentials(env: &Env<'_>, x: &str) -> Option<Problem> {
     let m = if is_secondary(env) { "MASTER_" } else { "" };
     let names = |suffix: &str| [format!("MARIADB_{m}{suffix}"), format!("MYSQL_{m}{suffix}")];
     let password = names("ROOT_PASSWORD_FILE")
@@ -101,8 +107,7 @@ fn credentials(env: &Env<'_>) -> Option<Problem> {
             format!(
                 "{n} is set, so the root password is not in the pod's env and the backup and \
                  restore hooks cannot log in; put the root password in a Secret and give the \
-                 container MARIADB_ROOT_PASSWORD_FILE or MARIADB_ROOT_PASSWORD (MYSQL_ for the \
-                 mysql image) from it"
+                 container {x}_ROOT_PASSWORD_FILE or {x}_ROOT_PASSWORD from it"
             ),
         ));
     }
@@ -118,15 +123,15 @@ fn credentials(env: &Env<'_>) -> Option<Problem> {
         format!(
             "the container has no {maria}[_FILE] nor {mysql}[_FILE], so the backup and restore \
              hooks log in as root without a password and the server refuses them; give the \
-             container the root password from a Secret as {maria}_FILE or {maria} (or the \
-             MYSQL_ names)"
+             container the root password from a Secret as {x}_ROOT_PASSWORD_FILE or \
+             {x}_ROOT_PASSWORD"
         )
     } else {
         format!(
             "this replication secondary has no {maria}[_FILE] nor {mysql}[_FILE]: it holds the \
              primary's accounts, and without the primary's root password the backup and restore \
              hooks are refused; give the container the primary's root password from its Secret \
-             as {maria}_FILE or {maria}"
+             as {x}_MASTER_ROOT_PASSWORD_FILE or {x}_MASTER_ROOT_PASSWORD"
         )
     };
     Some(Problem::blocking(
