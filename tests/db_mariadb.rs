@@ -1291,6 +1291,47 @@ fn galera_node_snapshot() {
     assert_eq!(r.rows(committed).0, committed, "rows lost");
 }
 
+/// Measure (ignored by default; `cargo test --test db_mariadb measure_restore_check_tables --
+/// --ignored --nocapture`): the restore check's cost on 2,000 user tables with a row each, every
+/// one opened, against one table.
+#[test]
+#[ignore]
+fn measure_restore_check_tables() {
+    if !db_maria::available() {
+        return;
+    }
+    let s = MariaServer::init();
+    let t = db::template("mariadb");
+    let c = s.container("MARIADB_ROOT_PASSWORD");
+    let one = run_hook(&t, Phase::Restore, &c).expect("restore");
+    one.assert_ok("one table");
+    for batch in 0..20 {
+        let sql: String = (batch * 100..batch * 100 + 100)
+            .map(|i| {
+                format!(
+                    "CREATE TABLE app.t{i} (n INT PRIMARY KEY) ENGINE=InnoDB; \
+                     INSERT INTO app.t{i} VALUES (1); "
+                )
+            })
+            .collect();
+        assert!(s.sql(&sql).is_ok(), "tables of batch {batch}");
+    }
+    let many = run_hook(&t, Phase::Restore, &c).expect("restore");
+    many.assert_ok("2001 tables");
+    assert!(many.stdout.contains("app (2001 tables"), "{many}");
+    // Cold: a restarted server, no table open, nothing cached (as after a restore).
+    let mut s = s;
+    s.shutdown();
+    s.spawn(&[]);
+    assert!(s.wait_root(Duration::from_secs(60)), "restart");
+    let cold = run_hook(&t, Phase::Restore, &c).expect("restore");
+    cold.assert_ok("2001 tables, cold");
+    eprintln!(
+        "MEASURE restore check, MariaDB 10.11: 1 table {:?}, 2001 tables {:?} (warm), {:?} (cold)",
+        one.elapsed, many.elapsed, cold.elapsed
+    );
+}
+
 macro_rules! maria_matrix {
     ($($m:ident => $name:expr),* $(,)?) => {$(
         mod $m {
