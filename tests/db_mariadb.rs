@@ -212,7 +212,7 @@ fn failures_are_loud(name: &str) {
     random.unset(pw_var(name));
     run_hook(&t, Phase::Pre, &random)
         .expect("pre")
-        .assert_fails_with("random root password", "ROOT_PASSWORD_FILE");
+        .assert_fails_with("random root password", "ROOT_PASSWORD[_FILE]");
 
     // Password from a file, as Kubernetes secrets are mounted.
     let f = s.tmp.path().join("root-pw");
@@ -388,7 +388,22 @@ fn restore_hook_good(name: &str) {
         run.stdout.contains("app (1 tables"),
         "the writer's schema: {run}"
     );
+    assert!(run.stdout.contains(", primary,"), "reports the role: {run}");
     assert_eq!(r.rows(committed).0, committed, "{name}: rows lost");
+    // A client that prints a warning on stderr (a world-writable option file it ignores): the
+    // check still reads its answers and passes, and reports the warning.
+    let home = r.tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let cnf = home.join(".my.cnf");
+    std::fs::write(&cnf, "[client]\n").expect("cnf");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cnf, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let c = r
+        .container(pw_var(name))
+        .with("HOME", &home.display().to_string());
+    let run = run_hook(&t, Phase::Restore, &c).expect("hook");
+    run.assert_ok("restore check with a client warning");
+    assert!(run.stdout.contains("client warning"), "{run}");
     let before = r.rows(u64::MAX / 2);
     run_hook(&t, Phase::Restore, &r.container(pw_var(name)))
         .expect("hook")
@@ -444,6 +459,19 @@ fn restore_hook_bad(name: &str) {
     assert!(!run.ok(), "a zeroed system tablespace must fail: {run}");
     bounded(&run);
     w.stop();
+    // A copy that lost one table's file (app/t.ibd): the server starts, lists the table, and
+    // cannot read it ("Tablespace is missing"): the check fails. The copy is of a cleanly
+    // stopped server: from a running one, recovery would rebuild a young table's file from the
+    // redo log.
+    let mut s = s;
+    s.shutdown();
+    let mut r = s.live_file_copy(Duration::ZERO);
+    std::fs::remove_file(r.data.join("app").join("t.ibd")).expect("rm t.ibd");
+    let run = restore_hook_racing(name, &mut r, &[], "30", Duration::ZERO);
+    eprintln!("MEASURE {name} missing-ibd: {}", run.stderr.trim());
+    run.assert_fails_with("a copy without app/t.ibd", "cannot be read");
+    assert!(run.stderr.contains("app"), "names the table: {run}");
+    bounded(&run);
     // An empty volume: a freshly initialised server with no schema.
     let fresh = MariaServer::init_with(true);
     let c = fresh
@@ -894,6 +922,416 @@ fn measure_dump_mode_mariadb() {
     );
 }
 
+/// The env of a Bitnami chart's pod (architecture=replication) for template `name` (`mysql`:
+/// the mysql chart's MYSQL_* names; `mariadb`: the mariadb chart's MARIADB_*), `role` `master` or
+/// `slave`, with the root password in a file as `auth.usePasswordFiles` mounts it. A secondary
+/// gets the primary's root as *_MASTER_ROOT_USER/_PASSWORD_FILE and no *_ROOT_PASSWORD.
+fn bitnami(name: &str, s: &MariaServer, role: &str, primary_port: u16) -> db::Container {
+    let x = if name == "mariadb" {
+        "MARIADB"
+    } else {
+        "MYSQL"
+    };
+    let pw = s.tmp.path().join("root-password");
+    std::fs::write(&pw, ROOT_PASSWORD).expect("password file");
+    let pw = pw.display().to_string();
+    let c = db::Container::new(s.tmp.path())
+        .with("MYSQL_UNIX_PORT", &s.sock.display().to_string())
+        .with(&format!("{x}_REPLICATION_MODE"), role)
+        .with(&format!("{x}_REPLICATION_USER"), "repl")
+        .with(
+            &format!("{x}_REPLICATION_PASSWORD"),
+            db_maria::REPL_PASSWORD,
+        );
+    if role == "slave" {
+        c.with(&format!("{x}_MASTER_HOST"), "127.0.0.1")
+            .with(
+                &format!("{x}_MASTER_PORT_NUMBER"),
+                &primary_port.to_string(),
+            )
+            .with(&format!("{x}_MASTER_ROOT_USER"), "root")
+            .with(&format!("{x}_MASTER_ROOT_PASSWORD_FILE"), &pw)
+    } else {
+        c.with(&format!("{x}_ROOT_PASSWORD_FILE"), &pw)
+            .with(&format!("{x}_DATABASE"), "app")
+    }
+}
+
+/// A Bitnami-shaped primary and secondary with `app.t`, the secondary caught up, both with the
+/// metadata_lock_info plugin (installed outside the binary log).
+fn bitnami_pair() -> (MariaServer, MariaServer) {
+    let p = MariaServer::init_bitnami_primary(0);
+    assert!(p.wait_root(Duration::from_secs(60)), "primary: {}", p.log());
+    p.sql("CREATE TABLE app.t (n BIGINT PRIMARY KEY) ENGINE=InnoDB")
+        .expect("table");
+    let s = MariaServer::init_bitnami_secondary(p.port);
+    assert!(
+        s.wait_root(Duration::from_secs(60)),
+        "the secondary never got the primary's root by replication: {}",
+        s.log()
+    );
+    for x in [&p, &s] {
+        x.sql("SET SESSION sql_log_bin = 0; INSTALL SONAME 'metadata_lock_info'")
+            .expect("plugin");
+    }
+    (p, s)
+}
+
+/// (10) Replication pair, snapshot mode: the secondary's hooks log in with the env the chart
+/// gives it (the primary's root), the lock holds on the secondary (its applier waits), both
+/// volumes copied atomically while locked come back, and the restore check reports each role;
+/// a secondary whose primary does not come back fails it.
+fn replica_pair_snapshot(name: &str) {
+    if !db_maria::available() {
+        return;
+    }
+    let (mut p, mut s) = bitnami_pair();
+    let t = db::template(name);
+    let pc = bitnami(name, &p, "master", 0);
+    let sc = bitnami(name, &s, "slave", p.port);
+    let w = p.writer();
+    assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+    // The env read as before (no replication mode): no password, refused at once with the fix.
+    let mut old = sc.clone();
+    old.unset(if name == "mariadb" {
+        "MARIADB_REPLICATION_MODE"
+    } else {
+        "MYSQL_REPLICATION_MODE"
+    });
+    let run = run_hook(&t, Phase::Pre, &old).expect("pre");
+    run.assert_fails_with("the secondary read as a standalone", "refused root");
+    assert!(run.elapsed < Duration::from_secs(10), "at once: {run}");
+    assert!(
+        run.stderr.contains("ROOT_PASSWORD[_FILE]"),
+        "the fix: {run}"
+    );
+    // The lock on the secondary alone: the primary commits, the secondary applies nothing.
+    let run = run_hook(&t, Phase::Pre, &sc).expect("pre");
+    run.assert_ok("pre on the secondary");
+    assert_eq!(s.holder_sessions(), 1, "one holder on the secondary");
+    let before = s.sql("SELECT COUNT(*) FROM app.t").expect("count");
+    let c0 = w.committed();
+    std::thread::sleep(HELD);
+    assert!(w.committed() > c0 + 3, "the primary kept committing");
+    assert_eq!(
+        s.sql("SELECT COUNT(*) FROM app.t").expect("count"),
+        before,
+        "{name}: the secondary applied commits while locked"
+    );
+    run_hook(&t, Phase::Post, &sc)
+        .expect("post")
+        .assert_ok("post on the secondary");
+    // Both locked, both copied atomically, both released.
+    run_hook(&t, Phase::Pre, &pc)
+        .expect("pre")
+        .assert_ok("pre on the primary");
+    let committed = w.committed();
+    let locked = p.sql("SELECT COUNT(*) FROM app.t").expect("count");
+    assert!(
+        s.wait_rows(locked.parse().expect("n"), Duration::from_secs(30)),
+        "the secondary caught up before its lock"
+    );
+    let pre = run_hook(&t, Phase::Pre, &sc).expect("pre");
+    pre.assert_ok("pre on the secondary");
+    eprintln!("MEASURE {name} secondary pre={:?}", pre.elapsed);
+    let mut rp = p.snapshot();
+    let mut rs = s.snapshot();
+    for c in [&sc, &pc] {
+        run_hook(&t, Phase::Post, c)
+            .expect("post")
+            .assert_ok("post");
+    }
+    w.stop();
+    // Restore into a new cluster: the primary's service (its port) now leads to the restored
+    // primary. The secondary comes back first: without its primary its check fails.
+    let port = p.port;
+    p.shutdown();
+    s.shutdown();
+    rs.spawn_on(db::free_port());
+    let rsc = bitnami(name, &rs, "slave", port).with("VHI_RESTORE_WAIT_SECONDS", "6");
+    let run = run_hook(&t, Phase::Restore, &rsc).expect("restore");
+    run.assert_fails_with("a secondary without its primary", "replication not running");
+    let rsc = bitnami(name, &rs, "slave", port);
+    let h = std::thread::spawn({
+        let t = t.clone();
+        move || run_hook(&t, Phase::Restore, &rsc).expect("restore")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    rp.spawn_on(port);
+    let run = run_hook(&t, Phase::Restore, &bitnami(name, &rp, "master", 0)).expect("restore");
+    run.assert_ok("restore check on the primary");
+    eprintln!(
+        "MEASURE {name} primary restore={:?} {}",
+        run.elapsed,
+        run.stdout.trim()
+    );
+    assert!(run.stdout.contains(", primary,"), "{run}");
+    assert!(run.stdout.contains("app (1 tables"), "{run}");
+    let run = h.join().expect("hook thread");
+    run.assert_ok("restore check on the secondary");
+    eprintln!(
+        "MEASURE {name} secondary restore={:?} {}",
+        run.elapsed,
+        run.stdout.trim()
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("replica of 127.0.0.1:{port}, replication running")),
+        "{run}"
+    );
+    assert_eq!(rp.rows(committed).0, committed, "{name}: primary lost rows");
+    let n: u64 = rp
+        .sql("SELECT COUNT(*) FROM app.t")
+        .expect("n")
+        .parse()
+        .expect("n");
+    assert!(
+        rs.wait_rows(n, Duration::from_secs(30)),
+        "the restored secondary replicates the restored primary"
+    );
+    rp.sql("INSERT INTO app.t VALUES (999999999)")
+        .expect("write");
+    assert!(
+        rs.wait_rows(n + 1, Duration::from_secs(30)),
+        "new writes flow"
+    );
+}
+
+/// (11) Refused credentials: a wrong password fails the pre hook, the restore check and the
+/// dump-mode load at once, saying so with the fix (not after the whole wait, not blaming the
+/// redo log); so does a random root password, unknown to the hooks.
+fn refused_credentials(name: &str) {
+    if !db_maria::available() {
+        return;
+    }
+    let s = MariaServer::init();
+    let t = db::template(name);
+    let c = s.container(pw_var(name)).with(pw_var(name), "wrong");
+    for (phase, tpl) in [
+        (Phase::Pre, t.clone()),
+        (Phase::Restore, t.clone()),
+        (Phase::Restore, dump_tpl(name)),
+    ] {
+        let c = c
+            .clone()
+            .with("VHI_DUMP_DIR", &s.dump_dir().display().to_string());
+        std::fs::write(
+            s.dump_dir().join("mysqldump.sql"),
+            "SELECT 1;\n-- vhi-dump complete, id=t1\n",
+        )
+        .expect("dump");
+        let run = run_hook(&tpl, phase, &c).expect("hook");
+        eprintln!("MEASURE {name} refused {:?}: {:?}", phase, run.elapsed);
+        run.assert_fails_with("a wrong password", "refused root");
+        assert!(run.stderr.contains("1045"), "{run}");
+        assert!(run.elapsed < Duration::from_secs(10), "at once: {run}");
+    }
+    assert_eq!(s.holder_sessions(), 0, "no lock held");
+    let mut c = s.container(pw_var(name));
+    c.unset(pw_var(name));
+    c.set("MYSQL_RANDOM_ROOT_PASSWORD", "yes");
+    run_hook(&t, Phase::Pre, &c)
+        .expect("pre")
+        .assert_fails_with("random root password", "refused root");
+}
+
+/// (12) Replication pair, file-system backup in dump mode: the primary dumps; on restore both
+/// volumes are empty, each image initialises its own (the secondary replays the new primary's
+/// binary log from its first file), the primary's restore hook loads the dump, and the
+/// secondary's (the snapshot restore check, no load) waits until it has the rows and reports
+/// it replicates.
+#[test]
+fn replica_pair_dump_mode() {
+    if !db_maria::available() {
+        return;
+    }
+    let (mut p, mut s) = bitnami_pair();
+    p.sql("INSERT INTO app.t SELECT seq FROM test.seq_1_to_5000")
+        .expect("rows");
+    assert!(s.wait_rows(5000, Duration::from_secs(30)), "caught up");
+    let dump = dump_tpl("mariadb");
+    let pc = bitnami("mariadb", &p, "master", 0)
+        .with("VHI_DUMP_DIR", &p.dump_dir().display().to_string());
+    run_hook(&dump, Phase::Pre, &pc)
+        .expect("dump")
+        .assert_ok("dump on the primary");
+    let port = p.port;
+    p.shutdown();
+    s.shutdown();
+    let p2 = MariaServer::init_bitnami_primary(port);
+    assert!(p2.wait_root(Duration::from_secs(60)), "{}", p2.log());
+    db::fsb_copy(&p.dump_dir(), &p2.dump_dir(), Duration::ZERO);
+    let s2 = MariaServer::init_bitnami_secondary(port);
+    let sc = bitnami("mariadb", &s2, "slave", port);
+    let t = db::template("mariadb");
+    let h = std::thread::spawn(move || run_hook(&t, Phase::Restore, &sc).expect("restore"));
+    let pc = bitnami("mariadb", &p2, "master", 0)
+        .with("VHI_DUMP_DIR", &p2.dump_dir().display().to_string());
+    let load = run_hook(&dump, Phase::Restore, &pc).expect("load");
+    load.assert_ok("the primary loads the dump");
+    let run = h.join().expect("hook thread");
+    run.assert_ok("the secondary's restore check");
+    eprintln!(
+        "MEASURE dump-mode pair: load {:?}, secondary check {:?} {}",
+        load.elapsed,
+        run.elapsed,
+        run.stdout.trim()
+    );
+    assert!(run.stdout.contains("replication running"), "{run}");
+    assert!(run.stdout.contains("app (1 tables"), "{run}");
+    assert!(
+        s2.wait_rows(5000, Duration::from_secs(30)),
+        "the secondary has every row"
+    );
+}
+
+/// The options of a one-node Galera cluster (Debian galera-4), its group port `gport` on
+/// loopback; the node bootstraps a new cluster (what Bitnami's mariadb-galera does on its first
+/// node with MARIADB_GALERA_CLUSTER_BOOTSTRAP).
+fn galera_flags(gport: u16) -> Vec<String> {
+    [
+        "--wsrep-on=ON".to_owned(),
+        format!("--wsrep-provider={GALERA}"),
+        "--wsrep-cluster-address=gcomm://".into(),
+        "--wsrep-new-cluster".into(),
+        "--wsrep-cluster-name=galera".into(),
+        "--wsrep-node-address=127.0.0.1".into(),
+        format!(
+            "--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{gport};base_port={gport}"
+        ),
+        "--binlog-format=ROW".into(),
+        "--innodb-autoinc-lock-mode=2".into(),
+    ]
+    .into()
+}
+
+const GALERA: &str = "/usr/lib/galera/libgalera_smm.so";
+
+/// (13) A Galera node (Bitnami mariadb-galera's env): BACKUP STAGE BLOCK_COMMIT holds on it
+/// (commits wait), the atomic copy comes back as a node of a new cluster, and its restore check
+/// passes and says it is a Galera node.
+#[test]
+fn galera_node_snapshot() {
+    if !db_maria::available()
+        || !db::have(
+            std::path::Path::new(GALERA),
+            "galera-4 (Debian), one-node Galera",
+        )
+    {
+        return;
+    }
+    let mut s = MariaServer::init();
+    s.shutdown();
+    s.flags = galera_flags(db::free_port());
+    s.spawn(&[]);
+    assert!(
+        s.wait_root(Duration::from_secs(60)),
+        "galera node: {}",
+        s.log()
+    );
+    assert_eq!(
+        s.sql("SHOW STATUS LIKE 'wsrep_local_state_comment'")
+            .expect("state"),
+        "wsrep_local_state_comment\tSynced"
+    );
+    let pw = s.tmp.path().join("root-password");
+    std::fs::write(&pw, ROOT_PASSWORD).expect("password file");
+    let c = db::Container::new(s.tmp.path())
+        .with("MYSQL_UNIX_PORT", &s.sock.display().to_string())
+        .with("MARIADB_GALERA_CLUSTER_NAME", "galera")
+        .with("MARIADB_GALERA_CLUSTER_ADDRESS", "gcomm://")
+        .with("MARIADB_ROOT_USER", "root")
+        .with("MARIADB_ROOT_PASSWORD_FILE", &pw.display().to_string())
+        .with("MARIADB_GALERA_MARIABACKUP_USER", "mariabackup");
+    let t = db::template("mariadb");
+    let w = s.writer();
+    assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+    let pre = run_hook(&t, Phase::Pre, &c).expect("pre");
+    pre.assert_ok("pre on a Galera node");
+    eprintln!("MEASURE galera node pre={:?}", pre.elapsed);
+    assert_eq!(s.holder_sessions(), 1, "one holder");
+    let pre_end = Instant::now();
+    std::thread::sleep(HELD);
+    let during = w.commits_between(pre_end, Instant::now());
+    let committed = w.committed();
+    let mut r = s.snapshot();
+    run_hook(&t, Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post on a Galera node");
+    assert!(
+        during <= 1,
+        "{during} commits on the Galera node while locked"
+    );
+    assert!(w.progresses(5, Duration::from_secs(10)), "writes resume");
+    w.stop();
+    // The copy of a running node says it is not safe to bootstrap from; restoring a cluster from
+    // one node's copy is that decision (Bitnami: MARIADB_GALERA_FORCE_SAFETOBOOTSTRAP=yes).
+    let state = r.data.join("grastate.dat");
+    let g = std::fs::read_to_string(&state).expect("grastate.dat");
+    std::fs::write(
+        &state,
+        g.replace("safe_to_bootstrap: 0", "safe_to_bootstrap: 1"),
+    )
+    .expect("grastate.dat");
+    r.flags = galera_flags(db::free_port());
+    let rc = db::Container::new(r.tmp.path())
+        .with("MYSQL_UNIX_PORT", &r.sock.display().to_string())
+        .with("MARIADB_GALERA_CLUSTER_NAME", "galera")
+        .with("MARIADB_ROOT_PASSWORD", ROOT_PASSWORD);
+    let h = std::thread::spawn(move || run_hook(&t, Phase::Restore, &rc).expect("restore"));
+    r.spawn(&[]);
+    let run = h.join().expect("hook thread");
+    run.assert_ok("restore check on the restored Galera node");
+    eprintln!(
+        "MEASURE galera restore={:?} {}",
+        run.elapsed,
+        run.stdout.trim()
+    );
+    assert!(run.stdout.contains("Galera node of 1"), "{run}");
+    assert_eq!(r.rows(committed).0, committed, "rows lost");
+}
+
+/// Measure (ignored by default; `cargo test --test db_mariadb measure_restore_check_tables --
+/// --ignored --nocapture`): the restore check's cost on 2,000 user tables with a row each, every
+/// one opened, against one table.
+#[test]
+#[ignore]
+fn measure_restore_check_tables() {
+    if !db_maria::available() {
+        return;
+    }
+    let s = MariaServer::init();
+    let t = db::template("mariadb");
+    let c = s.container("MARIADB_ROOT_PASSWORD");
+    let one = run_hook(&t, Phase::Restore, &c).expect("restore");
+    one.assert_ok("one table");
+    for batch in 0..20 {
+        let sql: String = (batch * 100..batch * 100 + 100)
+            .map(|i| {
+                format!(
+                    "CREATE TABLE app.t{i} (n INT PRIMARY KEY) ENGINE=InnoDB; \
+                     INSERT INTO app.t{i} VALUES (1); "
+                )
+            })
+            .collect();
+        assert!(s.sql(&sql).is_ok(), "tables of batch {batch}");
+    }
+    let many = run_hook(&t, Phase::Restore, &c).expect("restore");
+    many.assert_ok("2001 tables");
+    assert!(many.stdout.contains("app (2001 tables"), "{many}");
+    // Cold: a restarted server, no table open, nothing cached (as after a restore).
+    let mut s = s;
+    s.shutdown();
+    s.spawn(&[]);
+    assert!(s.wait_root(Duration::from_secs(60)), "restart");
+    let cold = run_hook(&t, Phase::Restore, &c).expect("restore");
+    cold.assert_ok("2001 tables, cold");
+    eprintln!(
+        "MEASURE restore check, MariaDB 10.11: 1 table {:?}, 2001 tables {:?} (warm), {:?} (cold)",
+        one.elapsed, many.elapsed, cold.elapsed
+    );
+}
+
 macro_rules! maria_matrix {
     ($($m:ident => $name:expr),* $(,)?) => {$(
         mod $m {
@@ -915,6 +1353,10 @@ macro_rules! maria_matrix {
             fn s7_restore_hook_bad_copy() { super::restore_hook_bad($name) }
             #[test]
             fn s8_dump_mode_fsb() { super::dump_mode_fsb($name) }
+            #[test]
+            fn s10_replica_pair_snapshot() { super::replica_pair_snapshot($name) }
+            #[test]
+            fn s11_refused_credentials() { super::refused_credentials($name) }
         }
     )*};
 }

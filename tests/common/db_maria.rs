@@ -32,6 +32,8 @@ pub struct MariaServer {
     pub sock: PathBuf,
     /// TCP port on 127.0.0.1.
     pub port: u16,
+    /// Server options on every start (a replication role's, as the image passes them).
+    pub flags: Vec<String>,
     proc: Option<Proc>,
 }
 
@@ -64,6 +66,7 @@ impl MariaServer {
             tmp,
             data,
             port: 0,
+            flags: Vec::new(),
             proc: None,
         };
         s.start();
@@ -109,6 +112,7 @@ impl MariaServer {
                 .arg(format!("--log-error={}", log.display()))
                 .arg(format!("--tmpdir={}", private_tmp.display()))
                 .args(["--innodb-buffer-pool-size=32M", "--max-connections=50"])
+                .args(&self.flags)
                 .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
@@ -232,6 +236,7 @@ impl MariaServer {
             tmp,
             data,
             port: db::free_port(),
+            flags: self.flags.clone(),
             proc: None,
         }
     }
@@ -290,6 +295,7 @@ impl MariaServer {
             tmp,
             data,
             port: 0,
+            flags: Vec::new(),
             proc: None,
         };
         s.spawn(&[
@@ -411,6 +417,7 @@ impl MariaServer {
             tmp,
             data,
             port: db::free_port(),
+            flags: self.flags.clone(),
             proc: None,
         }
     }
@@ -419,5 +426,128 @@ impl MariaServer {
     pub fn try_start(&mut self, limit: Duration) -> bool {
         self.spawn(&[]);
         db::wait_for(limit, || self.sql("SELECT 1").ok()).is_some()
+    }
+}
+
+/// Password of the replication account of the Bitnami-shaped pairs.
+pub const REPL_PASSWORD: &str = "repl-s3cret";
+
+impl MariaServer {
+    /// A Bitnami primary (`MARIADB_REPLICATION_MODE=master`) initialised on an empty volume as the
+    /// image's libmariadb.sh does, listening on `port` (0: a free one): mariadb-install-db, a
+    /// server with the binary log on (server id, ROW format, sync-binlog) and replication not
+    /// started, every account deleted, RESET MASTER, then root@'%' with [`ROOT_PASSWORD`], the
+    /// replication account `repl` and the database `app`, all written to the binary log (what a
+    /// secondary replays); then the server restarts for good.
+    pub fn init_bitnami_primary(port: u16) -> Self {
+        let flags = ["--server-id=101", "--innodb-flush-log-at-trx-commit=1"];
+        let sql = format!(
+            "RESET MASTER; \
+             CREATE USER root@'%' IDENTIFIED BY '{ROOT_PASSWORD}'; \
+             GRANT ALL ON *.* TO root@'%' WITH GRANT OPTION; \
+             CREATE USER repl@'%' IDENTIFIED BY '{REPL_PASSWORD}'; \
+             GRANT REPLICATION SLAVE ON *.* TO repl@'%' WITH GRANT OPTION; \
+             CREATE DATABASE IF NOT EXISTS app"
+        );
+        Self::init_bitnami(port, &flags, &sql)
+    }
+
+    /// A Bitnami secondary (`MARIADB_REPLICATION_MODE=slave`) of the primary on `primary_port`,
+    /// initialised on an empty volume as libmariadb.sh does: every account deleted and none
+    /// created (the secondary gets the primary's by replication), CHANGE MASTER TO with no
+    /// binary-log position (so it replays the primary's binary log from its first file), then
+    /// the server restarts with replication started, read-only.
+    pub fn init_bitnami_secondary(primary_port: u16) -> Self {
+        let flags = [
+            "--server-id=102",
+            "--relay-log=mysql-relay-bin",
+            "--log-slave-updates=1",
+            "--read-only=1",
+        ];
+        let sql = format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={primary_port}, \
+             MASTER_USER='repl', MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_DELAY=0, \
+             MASTER_CONNECT_RETRY=10"
+        );
+        Self::init_bitnami(0, &flags, &sql)
+    }
+
+    fn init_bitnami(port: u16, role: &[&str], sql: &str) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("vhi-maria-bitnami")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        let private_tmp = tmp.path().join("tmp");
+        std::fs::create_dir_all(&private_tmp).expect("tmpdir");
+        let mut flags: Vec<String> = [
+            "--binlog-format=ROW",
+            "--log-bin=mysql-bin",
+            "--sync-binlog=1",
+        ]
+        .iter()
+        .chain(role)
+        .map(|f| (*f).to_owned())
+        .collect();
+        db::sh(
+            Command::new(INSTALL_DB)
+                .arg(format!("--tmpdir={}", private_tmp.display()))
+                .args(["--no-defaults", "--user=root"])
+                .arg("--auth-root-authentication-method=normal")
+                .arg(format!("--datadir={}", data.display())),
+        )
+        .expect("mariadb-install-db");
+        let mut s = MariaServer {
+            sock: tmp.path().join("mysqld.sock"),
+            tmp,
+            data,
+            port: if port == 0 { db::free_port() } else { port },
+            flags: flags.clone(),
+            proc: None,
+        };
+        s.spawn(&["--skip-slave-start"]);
+        let up = db::wait_for(Duration::from_secs(60), || s.sql_as(None, "SELECT 1").ok());
+        assert!(up.is_some(), "initialisation server: {}", s.log());
+        s.sql_as(
+            None,
+            &format!(
+                "DELETE FROM mysql.user WHERE user NOT IN \
+                 ('mysql.sys', 'mysql.infoschema', 'mysql.session', 'mariadb.sys'); {sql}"
+            ),
+        )
+        .expect("the image's first-start SQL");
+        if let Some(p) = s.proc.as_mut() {
+            p.stop("TERM");
+        }
+        flags.retain(|f| f != "--skip-slave-start");
+        s.flags = flags;
+        s.spawn(&[]);
+        s
+    }
+
+    /// Waits until root logs in with [`ROOT_PASSWORD`] (on a secondary: once replication has
+    /// brought the primary's accounts), true when it does within `limit`.
+    pub fn wait_root(&self, limit: Duration) -> bool {
+        db::wait_for(limit, || self.sql("SELECT 1").ok()).is_some()
+    }
+
+    /// Waits until this server's `app.t` holds `rows` rows (a secondary catching up).
+    pub fn wait_rows(&self, rows: u64, limit: Duration) -> bool {
+        db::wait_for(limit, || {
+            (self
+                .sql("SELECT COUNT(*) FROM app.t")
+                .ok()?
+                .parse::<u64>()
+                .ok()?
+                == rows)
+                .then_some(())
+        })
+        .is_some()
+    }
+
+    /// Starts this (copied) server on `port`, without waiting.
+    pub fn spawn_on(&mut self, port: u16) {
+        self.port = port;
+        self.spawn(&[]);
     }
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what the database hook tests (tests/db_*.rs) need. Idempotent: installs only what is
 # missing. Run as root from anywhere:  sh tests/db/setup.sh
-#   - Debian packages: mariadb-server (+client), redis-server, postgresql-15 (+client), busybox
+#   - Debian packages: mariadb-server (+client), galera-4 (a one-node Galera cluster), redis-server,
+#     postgresql-15 (+client), busybox
 #     (the Alpine-shell syntax check), shellcheck (hook script lint) and npm if absent.
 #   - valkey-server 8 from bookworm-backports (the redis template's Valkey proof). The suite is
 #     added by reusing the URIs the machine's own Debian sources already name, so no mirror is
@@ -34,6 +35,7 @@ want() { [ -e "$1" ] || missing="$missing $2"; }
 want /usr/sbin/mariadbd mariadb-server
 want /usr/bin/mariadb mariadb-client
 want /usr/bin/mariadb-install-db mariadb-server
+want /usr/lib/galera/libgalera_smm.so galera-4
 want /usr/bin/redis-server redis-server
 want /usr/bin/redis-cli redis-tools
 want /usr/lib/postgresql/15/bin/postgres postgresql-15

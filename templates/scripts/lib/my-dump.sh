@@ -15,10 +15,10 @@ W=${VHI_DUMP_SECONDS:-3300}
 . ./lib/my-dm.sh
 [ -w "$V" ] || die "dump volume $V missing or not writable"
 d=$(command -v mariadb-dump || command -v mysqldump) || die "no mariadb-dump, mysqldump in PATH"
-l=$(my -e "SELECT schema_name FROM information_schema.SCHEMATA WHERE schema_name NOT IN ($S)" 2>&1) || die "no dump: $l"
+l=$(my -e "SELECT schema_name FROM information_schema.SCHEMATA WHERE schema_name NOT IN ($S)" 2>"$E") || die "no dump: $(cat "$E")"
 # The schemas' size on disk (an upper bound for the dump of most data), then the tables of a
 # non-transactional engine, one query.
-r=$(my -e "SELECT IFNULL(SUM(data_length + index_length), 0) >> 10, GROUP_CONCAT(IF(transactions <> 'YES', CONCAT(table_schema, '.', table_name, ' ', engine), NULL)) FROM information_schema.TABLES LEFT JOIN information_schema.ENGINES USING (engine) WHERE table_schema NOT IN ($S)" 2>&1) || die "no dump: $r"
+r=$(my -e "SELECT IFNULL(SUM(data_length + index_length), 0) >> 10, GROUP_CONCAT(IF(transactions <> 'YES', CONCAT(table_schema, '.', table_name, ' ', engine), NULL)) FROM information_schema.TABLES LEFT JOIN information_schema.ENGINES USING (engine) WHERE table_schema NOT IN ($S)" 2>"$E") || die "no dump: $(cat "$E")"
 k=${r%%[!0-9]*}
 f=$(df -Pk "$V" | awk 'NR==2{print $4}')
 [ "${f:-0}" -gt "$k" ] || die "no dump: $V has ${f:-?} KiB free, the schemas take $k KiB"
@@ -33,7 +33,7 @@ set +f
 [ $# -gt 0 ] || die "no dump: the server has no user schema yet, nothing to back up"
 p=$F.partial
 e=$F.err
-trap 'rm -f "$p" "$e"' EXIT
+trap 'rm -f "$p" "$e" "$E"' EXIT
 until_s "$W"
 t=$(date +%s)
 X=$W cl "$d" --single-transaction --routines --events --triggers --databases "$@" >"$p" 2>"$e" || {

@@ -15,8 +15,9 @@ L=${VHI_LOAD_SECONDS:-2700}
 . ./lib/my-dm.sh
 . ./lib/load.sh
 until_s "$W"
-until r=$(my -e "SELECT @@skip_networking, VERSION()" 2>&1) && [ "${r%%[!0-9]*}" = 0 ]; do
-  late && die "no server up within ${W}s ($r), dump $id not loaded"
+until r=$(my -e "SELECT @@skip_networking, VERSION()" 2>"$E") && [ "${r%%[!0-9]*}" = 0 ]; do
+  den "$(cat "$E")"
+  late && die "no server up within ${W}s ($(cat "$E")$r), dump $id not loaded"
   sleep 2
 done
 dbs

@@ -11,11 +11,9 @@ HV=VHI_LOCK_HOLD_SECONDS
 . ./lib/common.sh
 [ "$HOLD" -ge 0 ] 2>/dev/null || die "$HV must be a number of seconds, got '$HOLD'"
 . ./lib/my.sh
-# A random root password (*_RANDOM_ROOT_PASSWORD) is unknown to the hook.
-[ -n "${MYSQL_PWD:-}" ] || [ -z "${MARIADB_RANDOM_ROOT_PASSWORD:-}${MYSQL_RANDOM_ROOT_PASSWORD:-}" ] || die "the root password is random: give the container MYSQL_ROOT_PASSWORD_FILE from a Secret"
 . ./lib/hold.sh
-! held || { say "lock already held by an earlier pre hook; reusing it"; exit 0; }
-m=locked-$$
+! held || { say "lock already held; reusing it"; exit 0; }
+k=locked-$$
 (
   # A client that died leaves a broken pipe: report it as an outcome instead of dying of it.
   trap '' HUP PIPE
@@ -25,19 +23,23 @@ m=locked-$$
   my -n --skip-reconnect <"$D/in" >"$D/log" 2>&1 &
   c=$!
   exec 3>"$D/in"
-  echo "SET SESSION lock_wait_timeout=10; $LOCK; SELECT '$m';" >&3
+  echo "SET SESSION lock_wait_timeout=10; $LOCK; SELECT '$k';" >&3
   wait_release $c
   # A last query proves that the session holding the lock lived to the end (no reconnect).
-  echo "SELECT '$m-end';" >&3
+  echo "SELECT '$k-end';" >&3
   exec 3>&-
   wait $c
-  grep -qx $m-end "$D/log" && o="released the lock after $(($(date +%s) - t))s" || o="ERROR the lock session ended early: $(tail -n 2 "$D/log")"
+  grep -qx $k-end "$D/log" && o="released the lock after $(($(date +%s) - t))s" || o="ERROR the lock session ended early: $(tail -n 2 "$D/log")"
   echo "$o" >"$D/outcome"
 ) </dev/null >/dev/null 2>&1 &
 echo $! >"$D/pid"
 until_s 25
-until grep -qx $m "$D/log" 2>/dev/null; do
-  kill -0 $! 2>/dev/null || { : >"$D/release"; die "no lock is held, the holder exited: $(cat "$D/log")"; }
+until grep -qx $k "$D/log" 2>/dev/null; do
+  kill -0 $! 2>/dev/null || {
+    : >"$D/release"
+    den "$(cat "$D/log")" now
+    die "no lock is held, the holder exited: $(cat "$D/log")"
+  }
   late && { : >"$D/release"; die "no lock is held after 25s: $(cat "$D/log")"; }
   sleep 1
 done
