@@ -187,7 +187,7 @@ fn failures_are_loud(mode: Mode) {
     none.unset("REDIS_PASSWORD");
     run_hook(&t, Phase::Pre, &none)
         .expect("pre")
-        .assert_fails_with("no password", "NOAUTH");
+        .assert_fails_with("no password", "refused the password");
     let pwfile = s.tmp.path().join("redis-pw");
     std::fs::write(&pwfile, PW).expect("pw file");
     let file = none
