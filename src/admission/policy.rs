@@ -249,6 +249,7 @@ mod tests {
             backup: None,
             dump_volume: None,
             dump_refused: None,
+            deployment: None,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::hooks::template::{Library, Template};
 use crate::hooks::velero;
 use crate::keys;
 use crate::pod::backup_method::{self, BackupMethod, ClusterDefaults, DumpVolume, Method};
+use crate::pod::deployment::{self, Deployment, Subject};
 use crate::pod::image::ImageRef;
 use crate::pod::version;
 
@@ -87,6 +88,9 @@ pub struct Decision {
     /// Why dump mode was not used although the data goes to file-system backup and the
     /// template has one (the pod's own settings rule it out).
     pub dump_refused: Option<String>,
+    /// How the database in the chosen container is deployed (its role, and what cannot work),
+    /// when a container was chosen.
+    pub deployment: Option<Deployment>,
 }
 
 impl Decision {
@@ -100,6 +104,7 @@ impl Decision {
             backup: None,
             dump_volume: None,
             dump_refused: None,
+            deployment: None,
         }
     }
 
@@ -409,6 +414,12 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
     let mut d = with(Decision::new(Outcome::Injected), warnings);
     d.template = Some(template.name.clone());
     d.container = Some(container.name.clone());
+    d.deployment = Some(deployment::assess(&Subject {
+        engine: &template.engine,
+        image: image.as_ref(),
+        container,
+        labels,
+    }));
 
     if !forced {
         if let Some(operator) = operator_of(labels) {
