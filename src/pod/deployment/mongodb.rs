@@ -20,7 +20,7 @@ use super::{Blocked, Deployment, Env, Problem, Role, Subject, Value};
 /// The words of `name`'s literal value (None when unset; Some(None) when a reference).
 fn words<'a>(env: &Env<'a>, name: &str) -> Option<Option<Vec<&'a str>>> {
     match env.get(name)? {
-        Value::Literal(s) if s.is_empty() => None,
+        Value::Literal("") => None,
         Value::Literal(s) => Some(Some(s.split_whitespace().collect())),
         Value::Reference => Some(None),
     }
