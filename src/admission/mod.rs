@@ -180,8 +180,10 @@ pub fn review(body: &[u8], library: &Library) -> Result<Reviewed, ReviewError> {
 }
 
 /// A Pod read for admission with only the fields the decision reads (metadata: annotations,
-/// labels, names, owners; spec: each container's name, image, command, volume mounts, whether
-/// its root filesystem is read-only and whether it sets TMPDIR, and the volumes by type). The rest is skipped unparsed: `managedFields` alone is up to a third of a request's
+/// labels, names, owners; spec: each container's name, image, command, args, volume mounts,
+/// whether its root filesystem is read-only, its env entries (name, literal value, whether it
+/// has a `valueFrom`, whose content is skipped) and whether it has an `envFrom`, and the volumes
+/// by type; the deployment assessment reads the env and the argv). The rest is skipped unparsed: `managedFields` alone is up to a third of a request's
 /// bytes, every entry a tree of JSON maps, and parsing everything took 37 µs of a typical
 /// database pod's 38 µs admission (BENCHMARKS.md). Fields read here are still type-checked.
 #[derive(Clone, Debug)]
@@ -255,11 +257,15 @@ impl<'de> serde::Deserialize<'de> for AdmittedPod {
             #[serde(default)]
             command: Option<Vec<String>>,
             #[serde(default)]
+            args: Option<Vec<String>>,
+            #[serde(default)]
             volume_mounts: Option<Vec<k8s_openapi::api::core::v1::VolumeMount>>,
             #[serde(default)]
             security_context: Option<SecurityContext>,
             #[serde(default)]
-            env: Option<Vec<EnvName>>,
+            env: Option<Vec<LeanEnv>>,
+            #[serde(default)]
+            env_from: Option<Vec<serde::de::IgnoredAny>>,
         }
         /// Of a container's security context, whether its root filesystem is read-only (the
         /// hooks' $TMPDIR must be writable).
@@ -269,10 +275,16 @@ impl<'de> serde::Deserialize<'de> for AdmittedPod {
             #[serde(default)]
             read_only_root_filesystem: Option<bool>,
         }
-        /// Of an env entry, only the name (TMPDIR is looked for); values are skipped.
+        /// An env entry: its name and literal value, and whether it takes its value from
+        /// elsewhere (a Secret, a ConfigMap, a field), whose content is skipped unparsed.
         #[derive(serde::Deserialize)]
-        struct EnvName {
+        #[serde(rename_all = "camelCase")]
+        struct LeanEnv {
             name: String,
+            #[serde(default)]
+            value: Option<String>,
+            #[serde(default)]
+            value_from: Option<serde::de::IgnoredAny>,
         }
         #[derive(serde::Deserialize, Default)]
         #[serde(default, rename_all = "camelCase")]
@@ -313,14 +325,19 @@ impl<'de> serde::Deserialize<'de> for AdmittedPod {
                                 ..Default::default()
                             }
                         }),
-                        env: c.env.and_then(|env| {
-                            env.into_iter().find(|e| e.name == "TMPDIR").map(|e| {
-                                vec![k8s_openapi::api::core::v1::EnvVar {
+                        env: c.env.map(|env| {
+                            env.into_iter()
+                                .map(|e| k8s_openapi::api::core::v1::EnvVar {
                                     name: e.name,
-                                    ..Default::default()
-                                }]
-                            })
+                                    value: e.value,
+                                    value_from: e.value_from.map(|_| Default::default()),
+                                })
+                                .collect()
                         }),
+                        env_from: c
+                            .env_from
+                            .map(|f| f.into_iter().map(|_| Default::default()).collect()),
+                        args: c.args,
                         ..Default::default()
                     })
                     .collect(),
@@ -975,5 +992,108 @@ mod tests {
             resp["response"]["patch"].is_null() && resp["response"]["warnings"].is_null(),
             "{resp}"
         );
+    }
+}
+
+#[cfg(test)]
+mod lean_tests {
+    //! The lean parse of an admitted pod leads to the same decision as the full parse.
+    use super::*;
+    use serde_json::json;
+
+    /// Every pod of the deployment table (tests/deployments/*.yaml), as the charts render them.
+    fn deployment_pods() -> Vec<(String, Value)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/deployments");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("tests/deployments") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|x| x != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read");
+            let mut v: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+            v.apply_merge().expect("merge");
+            let cases = match v {
+                serde_yaml::Value::Mapping(mut m) => m.remove("cases").expect("cases"),
+                v => v,
+            };
+            let cases: Vec<Value> = serde_yaml::from_value(cases).expect("cases");
+            for c in cases {
+                let name = c["name"].as_str().unwrap_or_default().to_owned();
+                out.push((name, c["pod"].clone()));
+            }
+        }
+        out
+    }
+
+    /// Pods whose containers carry every field the lean parse reads or skips.
+    fn shaped_pods() -> Vec<(String, Value)> {
+        let container = json!({
+            "name": "db", "image": "bitnami/postgresql:16.4.0",
+            "command": ["/opt/bitnami/scripts/postgresql/entrypoint.sh"],
+            "args": ["/opt/bitnami/scripts/postgresql/run.sh", "--port", "5433"],
+            "env": [
+                {"name": "POSTGRES_REPLICATION_MODE", "value": "slave"},
+                {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "pg", "key": "password"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "EMPTY"},
+                {"name": "TMPDIR", "value": "/data/tmp"}
+            ],
+            "envFrom": [{"secretRef": {"name": "extra"}}, {"configMapRef": {"name": "cfg"}}],
+            "ports": [{"containerPort": 5432}],
+            "securityContext": {"readOnlyRootFilesystem": true, "runAsUser": 1001},
+            "volumeMounts": [{"name": "data", "mountPath": "/bitnami/postgresql"}]
+        });
+        let pod = |c: Value| {
+            json!({
+                "metadata": {"name": "pg-0", "labels": {"app.kubernetes.io/name": "postgresql"}},
+                "spec": {"containers": [c], "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}
+            })
+        };
+        let mut no_env_from = container.clone();
+        no_env_from["envFrom"] = Value::Null;
+        vec![
+            ("every container field".to_owned(), pod(container)),
+            ("no envFrom".to_owned(), pod(no_env_from)),
+        ]
+    }
+
+    #[test]
+    fn the_lean_parse_decides_as_the_full_parse() {
+        let library = Library::builtin().expect("builtin");
+        let pods: Vec<(String, Value)> =
+            deployment_pods().into_iter().chain(shaped_pods()).collect();
+        assert!(pods.len() > 2);
+        for (name, value) in pods {
+            let full: Pod = serde_json::from_value(value.clone()).expect("full parse");
+            let AdmittedPod(lean) = serde_json::from_value(value).expect("lean parse");
+            // What the deployment assessment reads of each container is the same.
+            let containers = |p: &Pod| p.spec.clone().unwrap_or_default().containers;
+            for (f, l) in containers(&full).iter().zip(containers(&lean).iter()) {
+                let env = |c| format!("{:?}", crate::pod::deployment::Env::of(c));
+                assert_eq!(env(f), env(l), "{name}: env of {}", f.name);
+                assert_eq!((&f.command, &f.args), (&l.command, &l.args), "{name}");
+            }
+            for fs in [false, true] {
+                let defaults = ClusterDefaults {
+                    default_volumes_to_fs_backup: fs,
+                };
+                let a = detect::decide_with(&full, &library, defaults);
+                let b = detect::decide_with(&lean, &library, defaults);
+                assert_eq!(
+                    format!("{a:?}"),
+                    format!("{b:?}"),
+                    "{name} (fs default {fs})"
+                );
+                let ctx = Context {
+                    library: &library,
+                    cluster_mode: Mode::Inject,
+                    namespaces: &NoNamespaces,
+                    backup_defaults: defaults,
+                };
+                let (ma, mb) = (mutate(&full, "ns", &ctx), mutate(&lean, "ns", &ctx));
+                assert_eq!(ma.json_patch(&full), mb.json_patch(&lean), "{name}");
+            }
+        }
     }
 }

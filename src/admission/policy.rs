@@ -199,7 +199,7 @@ pub fn apply(
                 .filter(|r| !r.trim().is_empty());
             let unprotected = matches!(
                 decision.outcome,
-                Outcome::NoTemplate | Outcome::InvalidControl
+                Outcome::NoTemplate | Outcome::InvalidControl | Outcome::HooksCannotWork
             );
             if unprotected && !has_user_hooks {
                 if let Some(reason) = exception {
@@ -211,12 +211,21 @@ pub fn apply(
                 } else {
                     v.allowed = false;
                     let why = decision.warnings.join("; ");
-                    v.denial = Some(format!(
-                        "velero-hook-injector (enforce): this pod runs a database that would be backed up without application-consistent hooks ({why}). \
-                         Fix it by adding Velero hook annotations (pre.hook.backup.velero.io/command as a JSON array, …/container, …/on-error, …/timeout), \
-                         or by setting velero-hook-injector.io/template to a template that fits, \
-                         or admit it deliberately with the annotation {EXCEPTION_ANNOTATION}: \"<reason>\""
-                    ));
+                    v.denial = Some(if decision.outcome == Outcome::HooksCannotWork {
+                        format!(
+                            "velero-hook-injector (enforce): this pod runs a database whose backup and restore hooks cannot work as the pod is configured, so it would be backed up without application-consistent hooks ({why}). \
+                             Fix the pod as those messages say (then the hooks are injected), \
+                             or add Velero hook annotations of your own that work in it (pre.hook.backup.velero.io/command as a JSON array, …/container, …/on-error, …/timeout), \
+                             or admit it deliberately with the annotation {EXCEPTION_ANNOTATION}: \"<reason>\""
+                        )
+                    } else {
+                        format!(
+                            "velero-hook-injector (enforce): this pod runs a database that would be backed up without application-consistent hooks ({why}). \
+                             Fix it by adding Velero hook annotations (pre.hook.backup.velero.io/command as a JSON array, …/container, …/on-error, …/timeout), \
+                             or by setting velero-hook-injector.io/template to a template that fits, \
+                             or admit it deliberately with the annotation {EXCEPTION_ANNOTATION}: \"<reason>\""
+                        )
+                    });
                     v.audit
                         .insert("denied".to_owned(), decision.outcome.as_str().to_owned());
                 }
@@ -312,5 +321,28 @@ mod tests {
         let v = apply(Mode::Enforce, decision(Outcome::Injected), None);
         assert!(v.allowed && !v.add.is_empty());
         assert!(apply(Mode::Enforce, decision(Outcome::NoDatabase), None).allowed);
+    }
+
+    #[test]
+    fn enforce_denies_a_database_whose_hooks_cannot_work_and_says_why() {
+        let mut d = decision(Outcome::HooksCannotWork);
+        d.add.clear();
+        d.warnings = vec![
+            "velero-hook-injector: container \"db\": backup hooks not injected, restore hook not injected: no password in the env".into(),
+        ];
+        let v = apply(Mode::Enforce, d.clone(), None);
+        assert!(!v.allowed && v.add.is_empty());
+        let msg = v.denial.expect("denial");
+        assert!(
+            msg.contains("cannot work as the pod is configured"),
+            "{msg}"
+        );
+        assert!(msg.contains("no password in the env"), "{msg}");
+        assert!(msg.contains(EXCEPTION_ANNOTATION), "{msg}");
+        assert_eq!(v.audit["denied"], "hooks_cannot_work");
+        let v = apply(Mode::Warn, d.clone(), None);
+        assert!(v.allowed);
+        assert_eq!(v.audit["would-skip"], "hooks_cannot_work");
+        assert!(apply(Mode::Inject, d, None).allowed);
     }
 }

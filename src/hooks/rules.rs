@@ -21,7 +21,8 @@ use crate::hooks::template::Library;
 use crate::hooks::velero::{self, MAX_HOOK_TIMEOUT};
 use crate::keys;
 use crate::pod::backup_method::{self, ClusterDefaults, Method};
-use crate::pod::detect::{self, Outcome};
+use crate::pod::deployment::{self, Blocked, Subject};
+use crate::pod::detect::{self, Assess, Outcome};
 use crate::pod::image::ImageRef;
 use crate::pod::version::{self, Version};
 
@@ -138,6 +139,13 @@ pub mod rule {
     /// A velero-hook-injector control annotation, or Velero's exclude label, with a value that
     /// does not mean what it seems to (e.g. `inject: "no"`, `exclude-from-backup: "True"`).
     pub const CONTROL_VALUE_INVALID: &str = "control-value-invalid";
+    /// A hook that cannot work in the pod as it is deployed (no credentials in its env, TLS
+    /// without client material, a role that rules dump mode out): it fails on every run, or the
+    /// webhook left it out.
+    pub const HOOKS_CANNOT_WORK: &str = "hooks-cannot-work";
+    /// A hook that may fail in the pod as it is deployed (its credentials may come from an
+    /// `envFrom` the spec does not show, …).
+    pub const HOOKS_MAY_FAIL: &str = "hooks-may-fail";
 
     /// Every rule, in the order of the README's rule table.
     pub const ALL: &[&str] = &[
@@ -170,6 +178,8 @@ pub mod rule {
         TEMPLATE_DRIFT,
         FS_BACKUP_SNAPSHOT_HOOKS,
         CONTROL_VALUE_INVALID,
+        HOOKS_CANNOT_WORK,
+        HOOKS_MAY_FAIL,
     ];
 }
 
@@ -1183,13 +1193,24 @@ pub fn check_pod(pod: &Pod, library: &Library) -> Vec<Finding> {
 
 /// [`check_pod`] under the cluster's Backup `defaults` (`--default-volumes-to-fs-backup`).
 pub fn check_pod_with(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Vec<Finding> {
+    check_pod_assessed(pod, library, defaults, deployment::assess)
+}
+
+/// [`check_pod_with`] with deployments assessed by `assess`.
+pub(crate) fn check_pod_assessed(
+    pod: &Pod,
+    library: &Library,
+    defaults: ClusterDefaults,
+    assess: Assess,
+) -> Vec<Finding> {
     let empty = Annotations::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let default_spec = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
     let engine = detect_engine(annotations, spec, library);
     let mut out = check(annotations, spec, engine.as_ref());
-    out.extend(missing_hooks(pod, library, defaults));
+    out.extend(missing_hooks_assessed(pod, library, defaults, assess));
+    out.extend(deployment_problems(pod, library, defaults, assess));
     out.extend(template_drift(annotations, library));
     out.extend(snapshot_hooks_on_fs_backup(pod, library, defaults));
     out.extend(detect::control_problems(pod).into_iter().map(|p| {
@@ -1201,8 +1222,124 @@ pub fn check_pod_with(pod: &Pod, library: &Library, defaults: ClusterDefaults) -
     out
 }
 
+/// Hooks that cannot work, or may fail, in the pod as it is deployed: one finding per problem
+/// the deployment assessment finds in the container the webhook's hooks run in (those the pod
+/// carries, `velero-hook-injector.io/injected: T/C`) or would run in (a pod the webhook would
+/// inject into, or leaves without hooks because none can work).
+fn deployment_problems(
+    pod: &Pod,
+    library: &Library,
+    defaults: ClusterDefaults,
+    assess: Assess,
+) -> Vec<Finding> {
+    let empty = Annotations::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let (template, container) = match annotations.get(keys::INJECTED) {
+        Some(injected) => {
+            let Some((t, c)) = injected.split_once('/') else {
+                return Vec::new(); // template-drift says the marker is malformed
+            };
+            (library.get(t), c.to_owned())
+        }
+        None => {
+            let d = detect::decide_assessed(pod, library, defaults, assess);
+            if !matches!(d.outcome, Outcome::Injected | Outcome::HooksCannotWork) {
+                return Vec::new();
+            }
+            let t = d.template.as_deref().and_then(|t| library.get(t));
+            (t, d.container.unwrap_or_default())
+        }
+    };
+    let Some(template) = template else {
+        return Vec::new();
+    };
+    let Some(c) = spec.containers.iter().find(|c| c.name == container) else {
+        return Vec::new(); // container-not-found says so
+    };
+    let image = c.image.as_deref().and_then(|i| ImageRef::parse(i).ok());
+    let assessed = assess(&Subject {
+        engine: &template.engine,
+        image: image.as_ref(),
+        container: c,
+        labels,
+    });
+    let carries_dump = template.dump_annotations(&container).is_some_and(|dump| {
+        dump.iter()
+            .filter(|(k, _)| velero::is_backup_hook_key(k))
+            .all(|(k, v)| annotations.get(k) == Some(v))
+    });
+    let command = |phase: &str| format!("{phase}command");
+    let mut out = Vec::new();
+    for p in &assessed.problems {
+        let text = p.message.trim_end_matches('.');
+        let mut phases: Vec<(&str, String)> = Vec::new();
+        if p.blocks.contains(&Blocked::Backup) {
+            phases.push(("backup hooks", command(velero::PRE_BACKUP)));
+        }
+        if p.blocks.contains(&Blocked::Restore) {
+            phases.push(("restore hook", command(velero::POST_RESTORE)));
+        }
+        if p.blocks.contains(&Blocked::DumpMode) && carries_dump {
+            phases.push(("dump-mode hooks", keys::INJECTED.to_owned()));
+        }
+        if p.blocks.is_empty() {
+            out.push(finding(
+                Severity::Warning,
+                keys::INJECTED,
+                rule::HOOKS_MAY_FAIL,
+                format!(
+                    "the {} hooks in container {container:?} may fail: {text}.",
+                    template.name
+                ),
+            ));
+            continue;
+        }
+        let Some((_, key)) = phases.first() else {
+            continue; // only dump mode is ruled out, and the pod is not in dump mode
+        };
+        let names: Vec<&str> = phases.iter().map(|(n, _)| *n).collect();
+        let carried = phases
+            .iter()
+            .any(|(_, k)| k != keys::INJECTED && annotations.contains_key(k))
+            || phases.iter().any(|(_, k)| k == keys::INJECTED);
+        let lead = if carried {
+            format!(
+                "the {} {} in container {container:?} cannot work as the pod is deployed, and fail on every run",
+                template.name,
+                names.join(" and ")
+            )
+        } else {
+            format!(
+                "container {container:?} gets no {} {} from the webhook because they cannot work as the pod is deployed: its backups are crash-consistent at best",
+                template.name,
+                names.join(" and ")
+            )
+        };
+        out.push(finding(
+            Severity::Error,
+            key.clone(),
+            rule::HOOKS_CANNOT_WORK,
+            format!("{lead}: {text}."),
+        ));
+    }
+    out
+}
+
 /// A pod the webhook would inject backup hooks into but which has none.
 pub fn missing_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Option<Finding> {
+    missing_hooks_assessed(pod, library, defaults, deployment::assess)
+}
+
+fn missing_hooks_assessed(
+    pod: &Pod,
+    library: &Library,
+    defaults: ClusterDefaults,
+    assess: Assess,
+) -> Option<Finding> {
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     if annotations.keys().any(|k| velero::is_backup_hook_key(k)) {
         return None;
@@ -1212,7 +1349,7 @@ pub fn missing_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) ->
         a.remove(keys::INJECTED);
         a.remove(keys::SKIPPED);
     }
-    let decision = detect::decide_with(&stripped, library, defaults);
+    let decision = detect::decide_assessed(&stripped, library, defaults, assess);
     if decision.outcome != Outcome::Injected
         || !decision.add.keys().any(|k| velero::is_backup_hook_key(k))
     {
@@ -1421,6 +1558,123 @@ mod tests {
         for t in lib.iter() {
             let findings = check(&t.annotations("db"), &spec, None);
             assert!(findings.is_empty(), "template {}: {findings:#?}", t.name);
+        }
+    }
+
+    mod deployment_findings {
+        //! Findings from the deployment assessment, with stand-in assessments.
+        use super::*;
+        use crate::pod::deployment::{Deployment, Problem};
+        use serde_json::json;
+
+        fn no_login(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                problems: vec![Problem::blocking(
+                    &[Blocked::Backup, Blocked::Restore],
+                    "no password in the env. Fix: set POSTGRES_PASSWORD",
+                )],
+                ..Deployment::default()
+            }
+        }
+        fn caution(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                problems: vec![Problem::caution("the password may come from envFrom")],
+                ..Deployment::default()
+            }
+        }
+        fn no_dump(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                problems: vec![Problem::blocking(&[Blocked::DumpMode], "cannot dump")],
+                ..Deployment::default()
+            }
+        }
+        fn fine(_: &Subject<'_>) -> Deployment {
+            Deployment::default()
+        }
+
+        fn pod(annotations: Annotations) -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "pg-0", "annotations": annotations},
+                "spec": {
+                    "containers": [{"name": "db", "image": "postgres:16",
+                        "volumeMounts": [{"name": "data", "mountPath": "/d"}]}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]
+                }
+            }))
+            .expect("pod")
+        }
+
+        fn injected(hooks: BTreeMap<String, String>) -> Annotations {
+            let mut a = hooks;
+            a.insert(keys::INJECTED.into(), "postgres/db".into());
+            a
+        }
+
+        fn rules_of(f: &[Finding]) -> Vec<&str> {
+            f.iter().map(|f| f.rule_id).collect()
+        }
+
+        #[test]
+        fn a_pod_that_would_get_hooks_that_cannot_work_is_an_error() {
+            let lib = Library::builtin().expect("builtin");
+            let f = check_pod_assessed(
+                &pod(Annotations::new()),
+                &lib,
+                ClusterDefaults::default(),
+                no_login,
+            );
+            assert_eq!(rules_of(&f), [rule::HOOKS_CANNOT_WORK], "{f:#?}");
+            assert_eq!(f[0].severity, Severity::Error);
+            assert_eq!(f[0].key, "pre.hook.backup.velero.io/command");
+            assert!(
+                f[0].message
+                    .contains("gets no postgres backup hooks and restore hook"),
+                "{}",
+                f[0].message
+            );
+            assert!(
+                f[0].message.contains("Fix: set POSTGRES_PASSWORD"),
+                "{}",
+                f[0].message
+            );
+            // Without the problem the same pod is only missing its hooks.
+            let f = check_pod_assessed(
+                &pod(Annotations::new()),
+                &lib,
+                ClusterDefaults::default(),
+                fine,
+            );
+            assert_eq!(rules_of(&f), [rule::MISSING_HOOKS]);
+        }
+
+        #[test]
+        fn hooks_a_pod_carries_that_cannot_work_are_an_error() {
+            let lib = Library::builtin().expect("builtin");
+            let t = lib.get("postgres").expect("postgres");
+            let p = pod(injected(t.annotations("db")));
+            let f = check_pod_assessed(&p, &lib, ClusterDefaults::default(), no_login);
+            assert_eq!(rules_of(&f), [rule::HOOKS_CANNOT_WORK], "{f:#?}");
+            assert!(
+                f[0].message.contains("fail on every run"),
+                "{}",
+                f[0].message
+            );
+            let f = check_pod_assessed(&p, &lib, ClusterDefaults::default(), caution);
+            assert_eq!(rules_of(&f), [rule::HOOKS_MAY_FAIL], "{f:#?}");
+            assert_eq!(f[0].severity, Severity::Warning);
+            assert!(check_pod_assessed(&p, &lib, ClusterDefaults::default(), fine).is_empty());
+        }
+
+        #[test]
+        fn a_dump_mode_problem_is_a_finding_only_on_a_pod_in_dump_mode() {
+            let lib = Library::builtin().expect("builtin");
+            let t = lib.get("postgres").expect("postgres");
+            let snapshot = pod(injected(t.annotations("db")));
+            let f = check_pod_assessed(&snapshot, &lib, ClusterDefaults::default(), no_dump);
+            assert!(f.is_empty(), "{f:#?}");
+            let dump = pod(injected(t.dump_annotations("db").expect("dump mode")));
+            let f = check_pod_assessed(&dump, &lib, ClusterDefaults::default(), no_dump);
+            assert!(rules_of(&f).contains(&rule::HOOKS_CANNOT_WORK), "{f:#?}");
         }
     }
 }

@@ -256,16 +256,61 @@ pub fn plan_dump(
             container.name
         ));
     }
+    let add = plan_volumes(annotations, data_volumes, defaults, Copy::Dump)?;
+    Ok(DumpPlan {
+        add,
+        add_volume: existing.is_none(),
+        add_mount: mounted.is_none(),
+    })
+}
+
+/// Plans file-system backup for a replica under dump mode's rules: it is not dumped (its
+/// primary's dump is the database's backup), and its live data volumes are left out of the
+/// file-system backup exactly as a dumping primary's are. Returns the Velero annotations to add
+/// (absent from the pod), or why the pod's own settings rule that out and how to allow it. Pure.
+pub fn plan_replica(
+    annotations: &BTreeMap<String, String>,
+    data_volumes: &[&str],
+    defaults: ClusterDefaults,
+) -> Result<BTreeMap<String, String>, String> {
+    plan_volumes(annotations, data_volumes, defaults, Copy::Nothing)
+}
+
+/// What Velero's file-system backup copies of the database container instead of its live data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Copy {
+    /// The dump volume (a dumping primary).
+    Dump,
+    /// Nothing (a replica: the primary's dump is the backup).
+    Nothing,
+}
+
+/// The Velero annotations that keep `data_volumes` out of the file-system backup (and, with
+/// [`Copy::Dump`], put the dump volume in), or why the pod's own annotations rule that out: the
+/// webhook adds a missing annotation, never rewrites one.
+fn plan_volumes(
+    annotations: &BTreeMap<String, String>,
+    data_volumes: &[&str],
+    defaults: ClusterDefaults,
+    copy: Copy,
+) -> Result<BTreeMap<String, String>, String> {
     let mut add = BTreeMap::new();
-    let names = data_volumes.join(",");
+    let instead = match copy {
+        Copy::Dump => {
+            "the dump replaces the live copy; a restore starts the database empty and loads it"
+        }
+        Copy::Nothing => {
+            "a replica is not copied: after a restore it starts empty and clones its restored primary"
+        }
+    };
     if defaults.default_volumes_to_fs_backup {
         match annotations.get(BACKUP_VOLUMES_EXCLUDES) {
             None => {
-                add.insert(BACKUP_VOLUMES_EXCLUDES.to_owned(), names);
+                add.insert(BACKUP_VOLUMES_EXCLUDES.to_owned(), data_volumes.join(","));
             }
             Some(_) => {
                 let excluded = listed(annotations, BACKUP_VOLUMES_EXCLUDES);
-                if excluded.contains(&DUMP_VOLUME) {
+                if copy == Copy::Dump && excluded.contains(&DUMP_VOLUME) {
                     return Err(format!(
                         "your {BACKUP_VOLUMES_EXCLUDES} lists {DUMP_VOLUME:?}, so Velero would not copy the dump. Fix: remove it from that list"
                     ));
@@ -277,7 +322,7 @@ pub fn plan_dump(
                     .collect();
                 if !live.is_empty() {
                     return Err(format!(
-                        "your {BACKUP_VOLUMES_EXCLUDES} does not list data volume {}, so Velero copies the live data directory file by file, and the webhook never rewrites your annotation. Fix: add {} to it",
+                        "your {BACKUP_VOLUMES_EXCLUDES} does not list data volume {}, so Velero copies the live data directory file by file, and the webhook never rewrites your annotation. Fix: add {} to it ({instead})",
                         live.join(", "),
                         live.join(",")
                     ));
@@ -287,7 +332,9 @@ pub fn plan_dump(
     } else {
         match annotations.get(BACKUP_VOLUMES) {
             None => {
-                add.insert(BACKUP_VOLUMES.to_owned(), DUMP_VOLUME.to_owned());
+                if copy == Copy::Dump {
+                    add.insert(BACKUP_VOLUMES.to_owned(), DUMP_VOLUME.to_owned());
+                }
             }
             Some(v) => {
                 let opted = listed(annotations, BACKUP_VOLUMES);
@@ -302,17 +349,21 @@ pub fn plan_dump(
                         .filter(|o| !live.contains(o))
                         .copied()
                         .collect();
-                    if !fixed.contains(&DUMP_VOLUME) {
+                    if copy == Copy::Dump && !fixed.contains(&DUMP_VOLUME) {
                         fixed.push(DUMP_VOLUME);
                     }
+                    let fix = if fixed.is_empty() {
+                        format!("remove {BACKUP_VOLUMES}")
+                    } else {
+                        format!("write {BACKUP_VOLUMES}: {:?}", fixed.join(","))
+                    };
                     return Err(format!(
-                        "your {BACKUP_VOLUMES} ({v:?}) lists data volume {}, so Velero copies the live data directory file by file, and the webhook never rewrites your annotation. Fix: write {BACKUP_VOLUMES}: {:?} and {}: fs-backup (the dump replaces the live copy; a restore starts the database empty and loads it)",
+                        "your {BACKUP_VOLUMES} ({v:?}) lists data volume {}, so Velero copies the live data directory file by file, and the webhook never rewrites your annotation. Fix: {fix} and {}: fs-backup ({instead})",
                         live.join(", "),
-                        fixed.join(","),
                         keys::BACKUP_METHOD
                     ));
                 }
-                if !opted.contains(&DUMP_VOLUME) {
+                if copy == Copy::Dump && !opted.contains(&DUMP_VOLUME) {
                     return Err(format!(
                         "your {BACKUP_VOLUMES} ({v:?}) does not list {DUMP_VOLUME:?}, so Velero would not copy the dump. Fix: add it"
                     ));
@@ -320,11 +371,7 @@ pub fn plan_dump(
             }
         }
     }
-    Ok(DumpPlan {
-        add,
-        add_volume: existing.is_none(),
-        add_mount: mounted.is_none(),
-    })
+    Ok(add)
 }
 
 /// An entry of Velero's list that names a data volume only once trimmed: Velero does not trim,

@@ -9,7 +9,7 @@ use crate::hooks::template::{Library, Template};
 use crate::hooks::velero;
 use crate::keys;
 use crate::pod::backup_method::{self, BackupMethod, ClusterDefaults, DumpVolume, Method};
-use crate::pod::deployment::{self, Deployment, Subject};
+use crate::pod::deployment::{self, Blocked, Deployment, Role, Subject};
 use crate::pod::image::ImageRef;
 use crate::pod::version;
 
@@ -38,6 +38,9 @@ pub enum Outcome {
     NoDataVolume,
     /// A pod of a Job: database images there are clients, not servers.
     JobPod,
+    /// A database was found, but none of the template's hooks can work in this pod as it is
+    /// configured (no credentials in its env, TLS without client material…): none injected.
+    HooksCannotWork,
     /// A control annotation was wrong (unknown container, `inject` neither true nor false).
     InvalidControl,
 }
@@ -57,6 +60,7 @@ impl Outcome {
             Outcome::NoTemplate => "no_template",
             Outcome::NoDataVolume => "no_data_volume",
             Outcome::JobPod => "job_pod",
+            Outcome::HooksCannotWork => "hooks_cannot_work",
             Outcome::InvalidControl => "invalid_control",
         }
     }
@@ -274,13 +278,31 @@ pub fn decide(pod: &Pod, library: &Library) -> Decision {
 /// Decides what to inject into `pod` under the cluster's Backup `defaults`. Pure: no I/O, no
 /// clock.
 pub fn decide_with(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Decision {
-    let mut d = decide_hooks(pod, library, defaults);
+    decide_assessed(pod, library, defaults, deployment::assess)
+}
+
+/// How a deployment is assessed: [`deployment::assess`], or a stand-in in tests.
+pub(crate) type Assess = fn(&Subject<'_>) -> Deployment;
+
+/// [`decide_with`] with the deployment assessed by `assess`.
+pub(crate) fn decide_assessed(
+    pod: &Pod,
+    library: &Library,
+    defaults: ClusterDefaults,
+    assess: Assess,
+) -> Decision {
+    let mut d = decide_hooks(pod, library, defaults, assess);
     let problems = control_problems(pod).into_iter().map(|p| p.message);
     d.warnings.splice(0..0, problems);
     d
 }
 
-fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Decision {
+fn decide_hooks(
+    pod: &Pod,
+    library: &Library,
+    defaults: ClusterDefaults,
+    assess: Assess,
+) -> Decision {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
@@ -414,7 +436,7 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
     let mut d = with(Decision::new(Outcome::Injected), warnings);
     d.template = Some(template.name.clone());
     d.container = Some(container.name.clone());
-    d.deployment = Some(deployment::assess(&Subject {
+    d.deployment = Some(assess(&Subject {
         engine: &template.engine,
         image: image.as_ref(),
         container,
@@ -460,6 +482,31 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
     if let Some(p) = &method.problem {
         d.warnings.push(format!("velero-hook-injector: {p}"));
     }
+    let assessed = d.deployment.clone().unwrap_or_default();
+    let backup_blocked = assessed.blocks(Blocked::Backup);
+    let restore_blocked = assessed.blocks(Blocked::Restore);
+    for p in &assessed.problems {
+        let mut left_out = Vec::new();
+        if p.blocks.contains(&Blocked::Backup) {
+            left_out.push("backup hooks not injected");
+        }
+        if p.blocks.contains(&Blocked::Restore) {
+            left_out.push("restore hook not injected");
+        }
+        if left_out.is_empty() && !p.blocks.is_empty() {
+            // Only dump mode is ruled out: said where dump mode is refused, if it applies.
+            continue;
+        }
+        let head = if left_out.is_empty() {
+            "the hooks may fail".to_owned()
+        } else {
+            left_out.join(", ")
+        };
+        d.warnings.push(format!(
+            "velero-hook-injector: container {:?}: {head}: {}",
+            container.name, p.message
+        ));
+    }
     let strategy = format!("backup method {}: {}", method.method, method.reason);
     let mut template_warning = match (&template.fs_backup, method.method) {
         (Some(fs), Method::FsBackup) => Some(fs.warning.clone()),
@@ -467,37 +514,44 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
     };
     let user_backup = annotations.keys().any(|k| velero::is_backup_hook_key(k));
     let user_restore = annotations.keys().any(|k| velero::is_restore_hook_key(k));
-    let dump = match template.dump_annotations(&container.name) {
+    let plan = match template.dump_annotations(&container.name) {
         Some(hooks) if method.method == Method::FsBackup => {
-            let plan = if user_backup || user_restore {
-                Err("the pod declares its own Velero hooks".to_owned())
-            } else {
-                backup_method::plan_dump(annotations, spec, container, &data_volumes, defaults)
+            let refused = dump_refusal(&assessed, user_backup || user_restore);
+            let planned = match (refused, assessed.role) {
+                (Some(why), _) => Err(why),
+                (None, Role::Replica { .. }) => {
+                    backup_method::plan_replica(annotations, &data_volumes, defaults)
+                        .map(Plan::Replica)
+                }
+                (None, _) => {
+                    backup_method::plan_dump(annotations, spec, container, &data_volumes, defaults)
+                        .map(|plan| Plan::Dump(hooks, plan))
+                }
             };
-            match plan {
-                Ok(plan) => Some((hooks, plan)),
+            match planned {
+                Ok(plan) => plan,
                 Err(why) => {
                     template_warning = Some(format!(
                         "dump mode is not used: {why}. {}",
                         template_warning.unwrap_or_default()
                     ));
                     d.dump_refused = Some(why);
-                    None
+                    Plan::Snapshot
                 }
             }
         }
-        _ => None,
+        _ => Plan::Snapshot,
     };
     d.backup = Some(method);
 
-    if dump.is_none() && template.state_in_tmp && !tmp_writable(container) {
+    if !matches!(plan, Plan::Dump(..)) && template.state_in_tmp && !tmp_writable(container) {
         d.warnings.push(format!(
             "velero-hook-injector: container {:?} has a read-only root filesystem and nothing writable at /tmp, where the {} hooks keep their state from pre to post ($TMPDIR, default /tmp): the pre hook will fail and the backup be PartiallyFailed. Fix: mount an emptyDir at /tmp in that container (or set TMPDIR to a writable directory)",
             container.name, template.name
         ));
     }
-    let mut add = match &dump {
-        Some((hooks, plan)) => {
+    let mut add = match &plan {
+        Plan::Dump(hooks, plan) => {
             let mut add = hooks.clone();
             add.extend(plan.add.clone());
             let index = spec
@@ -513,8 +567,30 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
             template_warning = Some(dump_mode_message(template, &data_volumes, plan));
             add
         }
-        None => template.annotations(&container.name),
+        Plan::Replica(volumes) => {
+            let mut add = template.annotations(&container.name);
+            add.retain(|k, _| velero::is_restore_hook_key(k));
+            add.extend(volumes.clone());
+            template_warning = Some(replica_message(&data_volumes, volumes));
+            add
+        }
+        Plan::Snapshot => template.annotations(&container.name),
     };
+    if backup_blocked {
+        add.retain(|k, _| !velero::is_backup_hook_key(k));
+    }
+    if restore_blocked {
+        add.retain(|k, _| !velero::is_restore_hook_key(k));
+    }
+    let hook_key = |k: &String| velero::is_backup_hook_key(k) || velero::is_restore_hook_key(k);
+    if (backup_blocked || restore_blocked) && !add.keys().any(hook_key) {
+        d.outcome = Outcome::HooksCannotWork;
+        d.dump_volume = None;
+        return d.warn(format!(
+            "velero-hook-injector: no {} hooks injected into container {:?}: none can work in this pod as it is configured (the other warnings say why and how to fix it); until then its backups are crash-consistent at best and nothing checks a restore",
+            template.name, container.name
+        ));
+    }
     if user_backup {
         add.retain(|k, _| !velero::is_backup_hook_key(k));
     }
@@ -536,24 +612,109 @@ fn decide_hooks(pod: &Pod, library: &Library, defaults: ClusterDefaults) -> Deci
     if let InjectValue::Unrecognised(_) = inject {
         // The warning from control_problems says why and how to fix it.
         d.outcome = Outcome::InvalidControl;
+        d.dump_volume = None;
         d.warnings
             .retain(|w| !w.starts_with("velero-hook-injector: kept the pod's own"));
         return d;
     }
+    let what = match (
+        add.keys().any(|k| velero::is_backup_hook_key(k)),
+        add.keys().any(|k| velero::is_restore_hook_key(k)),
+    ) {
+        (false, true) if backup_blocked || matches!(plan, Plan::Replica(_)) => {
+            format!("the {} restore hook only", template.name)
+        }
+        (true, false) if restore_blocked => format!("the {} backup hooks only", template.name),
+        _ => format!("{} hooks", template.name),
+    };
     add.insert(
         keys::INJECTED.to_owned(),
         format!("{}/{}", template.name, container.name),
     );
     d.add = add;
     let mut msg = format!(
-        "velero-hook-injector: injected {} hooks into container {:?} ({strategy})",
-        template.name, container.name
+        "velero-hook-injector: injected {what} into container {:?} ({strategy})",
+        container.name
     );
+    if deployment::knows(&template.engine) {
+        msg.push_str(", role ");
+        msg.push_str(&role_words(assessed.role));
+    }
     if let Some(w) = template_warning {
         msg.push_str(": ");
         msg.push_str(&w);
     }
     d.warn(msg)
+}
+
+/// What file-system backup gets of the database container.
+enum Plan {
+    /// Dump mode: the dump hooks, and the volume and annotations it needs.
+    Dump(BTreeMap<String, String>, backup_method::DumpPlan),
+    /// A replica: no dump, its data volumes left out, only the restore hook (the annotations
+    /// that leave them out).
+    Replica(BTreeMap<String, String>),
+    /// The template's snapshot hooks (under file-system backup, with its warning).
+    Snapshot,
+}
+
+/// Why dump mode cannot be used for this pod, before its volumes are looked at.
+fn dump_refusal(assessed: &Deployment, user_hooks: bool) -> Option<String> {
+    if user_hooks {
+        return Some("the pod declares its own Velero hooks".to_owned());
+    }
+    let dump_problem = assessed
+        .problems
+        .iter()
+        .find(|p| p.blocks.contains(&Blocked::DumpMode));
+    if let Some(p) = dump_problem {
+        return Some(p.message.trim_end_matches('.').to_owned());
+    }
+    if let Role::Member { cluster } = assessed.role {
+        return Some(format!(
+            "this pod is a member of a {cluster} cluster, whose primary moves between pods at run time: which member writes is not known when the pod is created, and after a restore every member would load a dump at once. Fix: back these volumes up with CSI snapshots (set {}: snapshot and leave them out of the file-system backup), or take a logical backup of the database through its service",
+            keys::BACKUP_METHOD
+        ));
+    }
+    if matches!(assessed.role, Role::Replica { .. }) {
+        return None;
+    }
+    if assessed.blocks(Blocked::Backup) {
+        return Some(
+            "the pre hook that writes the dump cannot log in to the database either (see the warning on the backup hooks)"
+                .to_owned(),
+        );
+    }
+    if assessed.blocks(Blocked::Restore) {
+        return Some(
+            "the restore hook that loads the dump cannot work in this pod (see the warning on the restore hook), so a restore would start the database empty"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// The role as the injected message names it.
+fn role_words(role: Role) -> String {
+    match role {
+        Role::Primary => "primary".to_owned(),
+        Role::Replica { how } => format!("read replica ({how})"),
+        Role::Member { cluster } => format!("member of a {cluster} cluster"),
+    }
+}
+
+/// What a replica gets under file-system backup, for the warning.
+fn replica_message(data_volumes: &[&str], added: &BTreeMap<String, String>) -> String {
+    let added = if added.is_empty() {
+        String::new()
+    } else {
+        let kv: Vec<String> = added.iter().map(|(k, v)| format!("{k}: {v:?}")).collect();
+        format!(" Added {}.", kv.join(", "))
+    };
+    format!(
+        "a replica under file-system backup is not dumped: its primary's dump is the database's backup, and a copy of the replica would only repeat it. Its data volume {} is left out of the file-system backup; after a restore the replica starts empty, clones the restored primary, and its restore hook checks that it replicates and holds data.{added}",
+        data_volumes.join(", ")
+    )
 }
 
 /// What dump mode does to the pod and how a restore goes, for the warning.
@@ -981,5 +1142,274 @@ mod tests {
         let again = decide(&pod(p), &lib());
         assert_eq!(again.outcome, Outcome::AlreadyProcessed);
         assert!(again.add.is_empty());
+    }
+
+    mod assessed {
+        //! The deployment assessment wired into the decision, with stand-in assessments.
+        use super::*;
+        use crate::pod::deployment::Problem;
+
+        const FS: ClusterDefaults = ClusterDefaults {
+            default_volumes_to_fs_backup: true,
+        };
+
+        fn no_login(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: Role::Primary,
+                problems: vec![Problem::blocking(
+                    &[Blocked::Backup, Blocked::Restore, Blocked::DumpMode],
+                    "no credentials: set POSTGRES_PASSWORD",
+                )],
+            }
+        }
+        fn no_backup(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: Role::Primary,
+                problems: vec![Problem::blocking(
+                    &[Blocked::Backup],
+                    "no CHECKPOINT right: grant pg_checkpoint",
+                )],
+            }
+        }
+        fn no_restore(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: Role::Primary,
+                problems: vec![Problem::blocking(
+                    &[Blocked::Restore],
+                    "restore check blind",
+                )],
+            }
+        }
+        fn caution(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: Role::Primary,
+                problems: vec![Problem::caution("the password comes from envFrom")],
+            }
+        }
+        fn no_dump(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: Role::Primary,
+                problems: vec![Problem::blocking(
+                    &[Blocked::DumpMode],
+                    "this image cannot dump",
+                )],
+            }
+        }
+        fn replica(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: Role::Replica {
+                    how: "POSTGRES_REPLICATION_MODE=slave",
+                },
+                problems: Vec::new(),
+            }
+        }
+        fn member(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: Role::Member { cluster: "repmgr" },
+                problems: Vec::new(),
+            }
+        }
+
+        fn decide_as(p: serde_json::Value, defaults: ClusterDefaults, a: Assess) -> Decision {
+            decide_assessed(&pod(p), &lib(), defaults, a)
+        }
+
+        fn phases(d: &Decision) -> (bool, bool) {
+            (
+                d.add.keys().any(|k| velero::is_backup_hook_key(k)),
+                d.add.keys().any(|k| velero::is_restore_hook_key(k)),
+            )
+        }
+
+        #[test]
+        fn hooks_that_cannot_work_are_not_injected_and_the_pod_hears_why() {
+            for defaults in [ClusterDefaults::default(), FS] {
+                let d = decide_as(db_pod("postgres:16"), defaults, no_login);
+                assert_eq!(d.outcome, Outcome::HooksCannotWork);
+                assert_eq!(d.outcome.as_str(), "hooks_cannot_work");
+                assert!(d.add.is_empty() && d.dump_volume.is_none(), "{:?}", d.add);
+                let all = d.warnings.join("\n");
+                assert!(
+                    all.contains("velero-hook-injector: container \"db\": backup hooks not injected, restore hook not injected: no credentials: set POSTGRES_PASSWORD"),
+                    "{all}"
+                );
+                assert!(
+                    all.contains("no postgres hooks injected into container \"db\""),
+                    "{all}"
+                );
+            }
+        }
+
+        #[test]
+        fn a_blocked_phase_leaves_the_other_injected() {
+            let d = decide_as(db_pod("postgres:16"), ClusterDefaults::default(), no_backup);
+            assert_eq!(d.outcome, Outcome::Injected);
+            assert_eq!(phases(&d), (false, true));
+            assert!(d.add.contains_key(keys::INJECTED));
+            assert!(
+                d.warnings
+                    .iter()
+                    .any(|w| w.contains("injected the postgres restore hook only")),
+                "{:?}",
+                d.warnings
+            );
+            // Dump mode needs its pre hook: refused, and said why.
+            let d = decide_as(db_pod("postgres:16"), FS, no_backup);
+            assert!(d.dump_volume.is_none());
+            assert!(
+                d.dump_refused
+                    .as_deref()
+                    .is_some_and(|w| w.contains("writes the dump"))
+            );
+            let d = decide_as(
+                db_pod("postgres:16"),
+                ClusterDefaults::default(),
+                no_restore,
+            );
+            assert_eq!(phases(&d), (true, false));
+            let d = decide_as(db_pod("postgres:16"), FS, no_restore);
+            assert!(d.dump_volume.is_none(), "dump mode without its load hook");
+            assert!(
+                d.dump_refused
+                    .as_deref()
+                    .is_some_and(|w| w.contains("loads the dump"))
+            );
+        }
+
+        #[test]
+        fn a_caution_injects_everything_and_warns() {
+            let d = decide_as(db_pod("postgres:16"), ClusterDefaults::default(), caution);
+            assert_eq!(d.outcome, Outcome::Injected);
+            assert_eq!(phases(&d), (true, true));
+            assert!(
+                d.warnings.iter().any(|w| w
+                    == "velero-hook-injector: container \"db\": the hooks may fail: the password comes from envFrom"),
+                "{:?}",
+                d.warnings
+            );
+        }
+
+        #[test]
+        fn a_dump_mode_problem_refuses_dump_mode_only_under_file_system_backup() {
+            let d = decide_as(db_pod("postgres:16"), FS, no_dump);
+            assert!(d.dump_volume.is_none());
+            assert_eq!(d.dump_refused.as_deref(), Some("this image cannot dump"));
+            assert_eq!(phases(&d), (true, true));
+            let said = d
+                .warnings
+                .iter()
+                .filter(|w| w.contains("this image cannot dump"))
+                .count();
+            assert_eq!(said, 1, "said once: {:?}", d.warnings);
+            let d = decide_as(db_pod("postgres:16"), ClusterDefaults::default(), no_dump);
+            assert!(
+                !d.warnings.iter().any(|w| w.contains("cannot dump")),
+                "irrelevant to snapshots: {:?}",
+                d.warnings
+            );
+        }
+
+        #[test]
+        fn a_replica_under_file_system_backup_gets_the_restore_hook_and_no_dump() {
+            let d = decide_as(db_pod("postgres:16"), FS, replica);
+            assert_eq!(d.outcome, Outcome::Injected);
+            assert!(d.dump_volume.is_none() && d.dump_refused.is_none());
+            assert_eq!(phases(&d), (false, true));
+            assert_eq!(
+                d.add
+                    .get(backup_method::BACKUP_VOLUMES_EXCLUDES)
+                    .map(String::as_str),
+                Some("data"),
+                "its live data stays out of the file-system backup"
+            );
+            assert_eq!(
+                d.add,
+                {
+                    let mut want: BTreeMap<String, String> = lib()
+                        .get("postgres")
+                        .expect("postgres")
+                        .annotations("db")
+                        .into_iter()
+                        .filter(|(k, _)| velero::is_restore_hook_key(k))
+                        .collect();
+                    want.insert(backup_method::BACKUP_VOLUMES_EXCLUDES.into(), "data".into());
+                    want.insert(keys::INJECTED.into(), "postgres/db".into());
+                    want
+                },
+                "the template's normal restore hook, not the dump loader"
+            );
+            let msg = d.warnings.last().expect("message");
+            assert!(
+                msg.contains("injected the postgres restore hook only"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("role read replica (POSTGRES_REPLICATION_MODE=slave)"),
+                "{msg}"
+            );
+            assert!(msg.contains("is not dumped"), "{msg}");
+            // The user's own list is never rewritten: one that leaves the data in is refused.
+            let mut p = db_pod("postgres:16");
+            p["metadata"]["annotations"] =
+                json!({"backup.velero.io/backup-volumes-excludes": "logs"});
+            let d = decide_as(p, FS, replica);
+            assert!(
+                d.dump_refused
+                    .as_deref()
+                    .is_some_and(|w| w.contains("add data to it"))
+            );
+            assert_eq!(
+                phases(&d),
+                (true, true),
+                "snapshot hooks, with the fs-backup warning"
+            );
+            assert!(!d.add.contains_key(backup_method::BACKUP_VOLUMES_EXCLUDES));
+            // One that already leaves it out is kept and nothing is added to it.
+            let mut p = db_pod("postgres:16");
+            p["metadata"]["annotations"] =
+                json!({"backup.velero.io/backup-volumes-excludes": "data"});
+            let d = decide_as(p, FS, replica);
+            assert!(d.dump_refused.is_none());
+            assert!(!d.add.contains_key(backup_method::BACKUP_VOLUMES_EXCLUDES));
+            // In snapshot mode a replica gets the primary's hooks, and its role is named.
+            let d = decide_as(db_pod("postgres:16"), ClusterDefaults::default(), replica);
+            assert_eq!(phases(&d), (true, true));
+            assert!(
+                d.warnings
+                    .last()
+                    .is_some_and(|w| w.contains("role read replica"))
+            );
+        }
+
+        #[test]
+        fn a_cluster_member_never_gets_dump_mode() {
+            let d = decide_as(db_pod("postgres:16"), FS, member);
+            assert!(d.dump_volume.is_none());
+            let why = d.dump_refused.clone().expect("refused");
+            assert!(
+                why.contains("repmgr") && why.contains("CSI snapshots"),
+                "{why}"
+            );
+            assert_eq!(phases(&d), (true, true));
+            let msg = d.warnings.last().expect("message");
+            assert!(msg.contains("role member of a repmgr cluster"), "{msg}");
+            assert!(msg.contains("dump mode is not used"), "{msg}");
+        }
+
+        #[test]
+        fn a_primary_is_named_as_one_and_engines_without_facts_are_not() {
+            let d = decide(&pod(db_pod("postgres:16")), &lib());
+            assert!(
+                d.warnings
+                    .last()
+                    .is_some_and(|w| w.contains(", role primary"))
+            );
+            let d = decide(&pod(db_pod("bitnami/kafka:3.7")), &lib());
+            assert!(
+                d.warnings.last().is_some_and(|w| !w.contains("role")),
+                "{:?}",
+                d.warnings
+            );
+        }
     }
 }

@@ -226,6 +226,15 @@ impl Deployment {
     }
 }
 
+/// True when [`assess`] reads the facts of `engine`'s deployments (roles, credentials); for
+/// other engines it answers the default.
+pub fn knows(engine: &str) -> bool {
+    matches!(
+        engine,
+        "postgresql" | "mysql" | "mariadb" | "redis" | "mongodb"
+    )
+}
+
 /// Assesses the deployment of `subject`'s database. Engines without facts here get the default
 /// (primary, no problems).
 pub fn assess(subject: &Subject<'_>) -> Deployment {
