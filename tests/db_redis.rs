@@ -824,6 +824,10 @@ mod deployments {
         .expect("restore");
         r.assert_fails_with("wrong password", "refused the password");
         assert!(r.elapsed < Duration::from_secs(10), "not at once: {r}");
+        eprintln!(
+            "MEASURE redis {bin} TLS wrong password: restore hook failed in {:?}",
+            r.elapsed
+        );
         let other = Tls::generate(auth_clients);
         let r = run_hook(
             &tpl(),
@@ -833,20 +837,31 @@ mod deployments {
         .expect("restore");
         r.assert_fails_with("wrong CA", "verify failed");
         assert!(r.elapsed < Duration::from_secs(10), "not at once: {r}");
+        eprintln!(
+            "MEASURE redis {bin} TLS wrong CA: restore hook failed in {:?}",
+            r.elapsed
+        );
     }
 
     /// A replica as the chart's replicas StatefulSet deploys it: the backup hooks act on the
     /// replica itself; restored with its primary, the restore hook reports the replica and its
     /// link; an empty replica volume is re-cloned from the restored primary and passes; a
     /// replica whose primary never comes back fails at the hook's deadline, saying so.
-    fn replica(bin: &'static str, mode: Mode) {
+    fn replica(bin: &'static str, mode: Mode, tls: bool) {
         if !have(bin) {
             return;
         }
-        let p = RedisServer::start_on(bin, mode, Some(PW));
+        // With TLS, as the chart does: both servers TLS-only with the same CA, the replication
+        // link over TLS (tls-replication yes).
+        let tls = tls.then(|| Tls::generate(true));
+        let primary = Shape {
+            tls: tls.clone(),
+            replica_of: None,
+        };
+        let p = RedisServer::start_shaped(bin, mode, Some(PW), primary);
         fill(&p, 3000);
         let shape = Shape {
-            tls: None,
+            tls: tls.clone(),
             replica_of: Some(p.port),
         };
         let r = RedisServer::start_shaped(bin, mode, Some(PW), shape);
@@ -892,8 +907,9 @@ mod deployments {
             "{run}"
         );
         assert_eq!(rs.keys_upto(before), before);
+        let tls = if rs.shape.tls.is_some() { "TLS " } else { "" };
         eprintln!(
-            "MEASURE redis {bin} {mode:?} replica restore: {}",
+            "MEASURE redis {bin} {mode:?} {tls}replica restore: {}",
             run.stdout.trim()
         );
         let pr = run_hook(&tpl(), Phase::Restore, &ps.chart_container()).expect("restore");
@@ -901,7 +917,7 @@ mod deployments {
         assert!(pr.stdout.contains("primary"), "{pr}");
         // An empty replica volume: the server re-clones it from the primary.
         let shape = Shape {
-            tls: None,
+            tls,
             replica_of: Some(ps.port),
         };
         let mut empty = RedisServer::start_shaped(bin, mode, Some(PW), shape.clone());
@@ -976,18 +992,26 @@ mod deployments {
     }
     #[test]
     fn redis_replica_aof() {
-        replica(REDIS_SERVER, Mode::Aof)
+        replica(REDIS_SERVER, Mode::Aof, false)
     }
     #[test]
     fn redis_replica_rdb() {
-        replica(REDIS_SERVER, Mode::Rdb)
+        replica(REDIS_SERVER, Mode::Rdb, false)
     }
     #[test]
     fn valkey_replica_aof() {
-        replica(VALKEY_SERVER, Mode::Aof)
+        replica(VALKEY_SERVER, Mode::Aof, false)
     }
     #[test]
     fn valkey_replica_rdb() {
-        replica(VALKEY_SERVER, Mode::Rdb)
+        replica(VALKEY_SERVER, Mode::Rdb, false)
+    }
+    #[test]
+    fn redis_replica_tls_aof() {
+        replica(REDIS_SERVER, Mode::Aof, true)
+    }
+    #[test]
+    fn valkey_replica_tls_rdb() {
+        replica(VALKEY_SERVER, Mode::Rdb, true)
     }
 }
