@@ -907,9 +907,9 @@ mod deployments {
             "{run}"
         );
         assert_eq!(rs.keys_upto(before), before);
-        let tls = if rs.shape.tls.is_some() { "TLS " } else { "" };
+        let t = if rs.shape.tls.is_some() { "TLS " } else { "" };
         eprintln!(
-            "MEASURE redis {bin} {mode:?} {tls}replica restore: {}",
+            "MEASURE redis {bin} {mode:?} {t}replica restore: {}",
             run.stdout.trim()
         );
         let pr = run_hook(&tpl(), Phase::Restore, &ps.chart_container()).expect("restore");
