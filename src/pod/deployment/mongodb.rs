@@ -7,8 +7,10 @@
 //! flags of `MONGODB_SHELL_EXTRA_FLAGS` else `MONGODB_CLIENT_EXTRA_FLAGS`. This module reads
 //! exactly those names for what the hooks will have, and compares it with what the server is
 //! told: `MONGODB_EXTRA_FLAGS` (Bitnami) or argv (`--tlsMode requireTLS`, `--tlsCAFile`,
-//! `--port`, `--auth`, `--keyFile`) and `ALLOW_EMPTY_PASSWORD` (the Bitnami image demands a root
-//! password without it). A difference is a problem naming the env variable to set.
+//! `--port`, `--auth`, `--keyFile`) and `ALLOW_EMPTY_PASSWORD` (the Bitnami image's entrypoint
+//! demands a root password without it; a pod that starts without one in its env gets it from a
+//! Vault or config file the hooks cannot read, unless `mongod` is run directly). A difference
+//! is a problem naming the env variable to set.
 //!
 //! Roles: a replica-set member (`MONGODB_REPLICA_SET_MODE`/`_NAME`, `--replSet`) is a member:
 //! the primary moves by election, and fsyncLock works on any member. An arbiter and a mongos
@@ -173,8 +175,17 @@ fn login(subject: &Subject<'_>, env: &Env<'_>, server: &[&str], out: &mut Vec<Pr
     }
     let why = if server.contains(&"--auth") || opt(server, "--keyFile").is_some() {
         Some("mongod runs with access control (--auth or --keyFile)")
-    } else if subject.is_bitnami() && env.flag("ALLOW_EMPTY_PASSWORD") != Some(true) {
-        Some("the Bitnami image turns access control on unless ALLOW_EMPTY_PASSWORD=yes")
+    } else if subject.is_bitnami()
+        && env.flag("ALLOW_EMPTY_PASSWORD") != Some(true)
+        && !server.first().is_some_and(|p| p.ends_with("mongod"))
+    {
+        // The image's entrypoint (which the chart's setup.sh runs) refuses to start without a
+        // root password unless ALLOW_EMPTY_PASSWORD=yes: this pod gets it from elsewhere (the
+        // chart's auth.vaultCredentials file, a config file), where the hooks cannot look.
+        Some(
+            "the Bitnami image turns access control on unless ALLOW_EMPTY_PASSWORD=yes (its \
+             root password comes from somewhere the hooks cannot read, such as a Vault file)",
+        )
     } else {
         None
     };
@@ -293,6 +304,11 @@ mod tests {
             &[],
         );
         assert!(blocked(&assess_c(&c), "ALLOW_EMPTY_PASSWORD"));
+        let c = container("bitnami/mongodb:8.0", &[], &["mongod", "--dbpath", "/data"]);
+        assert!(
+            assess_c(&c).problems.is_empty(),
+            "mongod run directly, no auth"
+        );
         let c = container(
             "bitnami/mongodb:8.0",
             &[("ALLOW_EMPTY_PASSWORD", "yes")],

@@ -8,7 +8,8 @@
 //! `--port`; a service link sets `REDIS_PORT=tcp://...`), else `*_PORT_NUMBER`, else 6379.
 //! [`HookView`] is that reading, and nothing else. The hooks never read the server's argv or
 //! config file: what the argv sets (`--port`, `--tls-port`, `--requirepass`) is compared with
-//! that view here, and a difference is a problem with the fix (the env variable to set).
+//! that view here, and a difference is a problem with the fix (the env variable to set). A
+//! config file on argv is a caution: the hooks cannot see what it sets.
 //!
 //! Roles: `REDIS_REPLICATION_MODE=slave|replica` / `VALKEY_REPLICATION_MODE=replica` (Bitnami)
 //! or `--replicaof`/`--slaveof` in argv make a replica: its own copy is backed up by the same
@@ -249,7 +250,7 @@ fn reach(view: &HookView<'_>, env: &Env<'_>, argv: &[&str], out: &mut Vec<Proble
     }
 }
 
-/// Whether the server wants a password the hooks will not have.
+/// Whether the server wants a password the hooks will not have, or reads a config file.
 fn login(
     subject: &Subject<'_>,
     view: &HookView<'_>,
@@ -257,23 +258,16 @@ fn login(
     argv: &[&str],
     out: &mut Vec<Problem>,
 ) {
-    if view.has_password() {
-        return;
-    }
-    let why = if arg(argv, env, "--requirepass").is_some() {
-        Some("the server is started with --requirepass")
-    } else if subject.is_bitnami() && env.flag("ALLOW_EMPTY_PASSWORD") != Some(true) {
-        Some("the Bitnami image requires a password unless ALLOW_EMPTY_PASSWORD=yes")
-    } else {
-        None
-    };
-    if let Some(why) = why {
+    // The Bitnami charts always hand the password in the env when auth is on (and the image's
+    // own entrypoint refuses to start without one unless ALLOW_EMPTY_PASSWORD=yes), so only
+    // argv can ask for a password the env does not carry.
+    if !view.has_password() && arg(argv, env, "--requirepass").is_some() {
         out.push(Problem::blocking(
             &[Blocked::Backup, Blocked::Restore],
-            format!(
-                "{why}, but the container's env has no REDIS_PASSWORD or REDIS_PASSWORD_FILE \
-                 (VALKEY_ for Valkey) for the hooks to log in with: set one from the same Secret"
-            ),
+            "the server is started with --requirepass, but the container's env has no \
+             REDIS_PASSWORD or REDIS_PASSWORD_FILE (VALKEY_ for Valkey) for the hooks to log in \
+             with: set REDIS_PASSWORD from the same Secret (and pass --requirepass \
+             $(REDIS_PASSWORD))",
         ));
     }
     let conf = argv.iter().find(|a| a.ends_with(".conf"));
@@ -482,19 +476,12 @@ mod tests {
             &["--requirepass", "$(REDIS_PASSWORD)"],
         );
         assert!(assess_c(&c).problems.is_empty());
-        let c = container(
-            "bitnami/redis:7.4",
-            &[("ALLOW_EMPTY_PASSWORD", "no")],
-            CHART,
-        );
-        assert!(blocked(&assess_c(&c), "ALLOW_EMPTY_PASSWORD"));
-        let c = container(
-            "bitnami/redis:7.4",
-            &[("ALLOW_EMPTY_PASSWORD", "yes")],
-            CHART,
-        );
-        assert!(assess_c(&c).problems.is_empty());
-        let c = with_env_from(container("bitnami/redis:7.4", &[], CHART));
+        let c = with_env_from(container("redis:7.2", &[], &["--requirepass", "s3cret"]));
+        assert!(assess_c(&c).problems.is_empty(), "envFrom may carry it");
+        // Nothing else says a password is needed: a Bitnami image started with its command
+        // overridden runs without one (its entrypoint's check does not run).
+        let mut c = container("bitnami/redis:7.4", &[], &["--appendonly", "yes"]);
+        c.command = Some(vec!["redis-server".into()]);
         assert!(assess_c(&c).problems.is_empty());
         // A config file the hooks cannot read: a caution.
         let c = container("redis:7.2", &[], &["/usr/local/etc/redis/redis.conf"]);
