@@ -9,7 +9,8 @@
 //! [`HookView`] is that reading, and nothing else. The hooks never read the server's argv or
 //! config file: what the argv sets (`--port`, `--tls-port`, `--requirepass`) is compared with
 //! that view here, and a difference is a problem with the fix (the env variable to set). A
-//! config file on argv is a caution: the hooks cannot see what it sets.
+//! config file on argv is a caution: the hooks cannot see what it sets. `*_TLS_KEY_FILE_PASS`
+//! (the server's key has a passphrase) blocks: redis-cli cannot take one.
 //!
 //! Roles: `REDIS_REPLICATION_MODE=slave|replica` / `VALKEY_REPLICATION_MODE=replica` (Bitnami)
 //! or `--replicaof`/`--slaveof` in argv make a replica: its own copy is backed up by the same
@@ -232,6 +233,18 @@ fn reach(view: &HookView<'_>, env: &Env<'_>, argv: &[&str], out: &mut Vec<Proble
                     )));
                 }
             }
+            if let Some((name, _)) = pick(env, "TLS_KEY_FILE_PASS") {
+                // redis-cli has no way to take a key's passphrase: it asks a terminal the hook
+                // does not have, then fails with "Invalid private key".
+                out.push(Problem::blocking(
+                    &[Blocked::Backup, Blocked::Restore],
+                    format!(
+                        "the TLS key is protected by a passphrase ({name}), which redis-cli \
+                         cannot be given, so every hook would fail with \"Invalid private key\": \
+                         use a key without a passphrase"
+                    ),
+                ));
+            }
             let no = |x: &str| pick(env, x).is_none() && !env.opaque();
             let auth = pick(env, "TLS_AUTH_CLIENTS");
             let auth_off =
@@ -453,6 +466,20 @@ mod tests {
             CHART,
         );
         assert!(assess_c(&c).problems.is_empty());
+        // A key with a passphrase: redis-cli cannot use it.
+        let c = container(
+            "bitnami/redis:7.4",
+            &[
+                ("REDIS_PASSWORD", "<secret>"),
+                ("REDIS_TLS_ENABLED", "yes"),
+                ("REDIS_TLS_CA_FILE", "/certs/ca.crt"),
+                ("REDIS_TLS_CERT_FILE", "/certs/tls.crt"),
+                ("REDIS_TLS_KEY_FILE", "/certs/tls.key"),
+                ("REDIS_TLS_KEY_FILE_PASS", "<secret>"),
+            ],
+            &[],
+        );
+        assert!(blocked(&assess_c(&c), "REDIS_TLS_KEY_FILE_PASS"));
         // The TLS port on argv differs from the env's.
         let c = container(
             "valkey/valkey:8",
