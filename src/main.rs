@@ -624,31 +624,64 @@ fn render_command(
     let inputs = read_inputs(files)?;
     let mut out = String::new();
     let mut first = true;
+    let mut seen = Vec::new();
+    let mut pod_bearing = false;
     for (name, text) in &inputs {
         for (i, doc) in render::parse_documents(name, text)?.into_iter().enumerate() {
-            let r = render::render_with(name, i + 1, doc, &library, defaults)?;
-            for w in &r.warnings {
-                eprintln!("Warning: {}: {w}", r.subject);
-            }
-            if print_patch {
-                if r.outcome.is_some() {
+            let (document, rendered) =
+                render::render_document(name, i + 1, doc, &library, defaults)?;
+            for r in &rendered {
+                seen.push(r.subject.clone());
+                pod_bearing |= r.outcome.is_some();
+                for w in &r.warnings {
+                    eprintln!("Warning: {}: {w}", r.subject);
+                }
+                if print_patch && r.outcome.is_some() {
                     out.push_str(&format!(
                         "# {}\n{}\n",
                         r.subject,
                         serde_json::to_string_pretty(&r.patch)?
                     ));
                 }
-            } else {
+            }
+            if !print_patch {
                 if !first {
                     out.push_str("---\n");
                 }
-                out.push_str(&serde_yaml::to_string(&r.manifest)?);
+                out.push_str(&render::to_yaml(&document));
             }
             first = false;
         }
     }
+    if !pod_bearing {
+        eprintln!("Note: {}", nothing_pod_bearing(&inputs, &seen));
+    }
     print!("{out}");
     Ok(())
+}
+
+/// What to tell a user whose input holds no Pod or pod template.
+fn nothing_pod_bearing(inputs: &[(String, String)], seen: &[String]) -> String {
+    let names: Vec<&str> = inputs
+        .iter()
+        .map(|(f, _)| if f == "-" { "stdin" } else { f.as_str() })
+        .collect();
+    let found = if seen.is_empty() {
+        "no manifests".to_owned()
+    } else {
+        let mut kinds: Vec<&str> = seen
+            .iter()
+            .map(|s| s.split_once('/').map_or(s.as_str(), |(k, _)| k))
+            .map(|k| if k.is_empty() { "(no kind)" } else { k })
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        format!("only {}", kinds.join(", "))
+    };
+    format!(
+        "{} holds no Pod or pod template ({found}): the webhook acts on Pods, and render reads the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs and CronJobs, also as the items of a kind: List (kubectl get -o yaml). Give it the workloads (e.g. helm template … | velero-hook-injector render --check -).",
+        names.join(", ")
+    )
 }
 
 /// Manifest inputs as (name, text): the files, or stdin for none or `-`.
@@ -705,6 +738,14 @@ fn check_command(
     let library = library(templates)?;
     let inputs = read_inputs(files)?;
     let checked = audit::check_manifests(&inputs, &library, defaults)?;
+    if checked.report.summary.checked == 0 {
+        // Exit 2, not 0: "clean" would pass a CI gate that examined nothing; the input is not
+        // what --check checks, which is an error in the input (like an unparseable document).
+        anyhow::bail!(
+            "{} Nothing was checked.",
+            nothing_pod_bearing(&inputs, &checked.seen)
+        );
+    }
     for w in &checked.warnings {
         eprintln!("Warning: {w}");
     }

@@ -290,6 +290,58 @@ fn render_without_check_is_unchanged() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `kubectl get … -o yaml` prints a `kind: List`: its items are checked one by one.
+#[test]
+fn render_check_reads_a_kind_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let docs = std::fs::read_to_string(CLEAN).expect("read");
+    let items: Vec<Value> = serde_yaml::Deserializer::from_str(&docs)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+        .filter(|v: &Value| !v.is_null())
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items});
+    let path = dir.path().join("list.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&list).expect("yaml")).expect("write");
+    let path = path.to_str().expect("utf-8 path");
+    let out = run(&["render", "--check", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout),
+        format!("No findings: 2 pods checked in {path}.\n")
+    );
+}
+
+/// Nothing pod-bearing: not "0 pods checked" and exit 0, which a CI gate would take as clean.
+#[test]
+fn render_check_without_any_pod_says_so_and_exits_two() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("svc.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: pg}\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}\n",
+    )
+    .expect("write");
+    let path = path.to_str().expect("utf-8 path");
+    let out = run(&["render", "--check", path]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("holds no Pod or pod template (only ConfigMap, Service)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Nothing was checked"), "{stderr}");
+    assert!(text(&out.stdout).is_empty());
+    // Plain render still prints the manifests, and says there was nothing to inject into.
+    let out = run(&["render", path]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("kind: Service"));
+    assert!(
+        text(&out.stderr).contains("Note: ") && text(&out.stderr).contains("holds no Pod"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 fn kubeconfig(dir: &std::path::Path, server: &str) -> String {
     let path = dir.join("config");
     std::fs::write(

@@ -438,6 +438,9 @@ pub struct ManifestCheck {
     /// The admission warnings rendering produced, as `Kind/name: message` (kubectl would print
     /// them; `render` sends them to stderr).
     pub warnings: Vec<String>,
+    /// `Kind/name` of every manifest read, pod-bearing or not (to say what was found when
+    /// nothing could be checked).
+    pub seen: Vec<String>,
 }
 
 /// `render --check`: renders every document of `inputs` (`(file name, text)`, `-` for stdin) as
@@ -451,19 +454,23 @@ pub fn check_manifests(
     let mut checked = 0;
     let mut pods = Vec::new();
     let mut warnings = Vec::new();
+    let mut seen = Vec::new();
     for (file, text) in inputs {
         for (i, doc) in render::parse_documents(file, text)?.into_iter().enumerate() {
-            let rendered = render::render_with(file, i + 1, doc, library, defaults)?;
-            warnings.extend(
-                rendered
-                    .warnings
-                    .iter()
-                    .map(|w| format!("{}: {w}", rendered.subject)),
-            );
-            if let Some(report) = check_rendered(file, &rendered, library, defaults) {
-                checked += 1;
-                if !report.findings.is_empty() {
-                    pods.push(report);
+            let (_, rendered) = render::render_document(file, i + 1, doc, library, defaults)?;
+            for rendered in rendered {
+                seen.push(rendered.subject.clone());
+                warnings.extend(
+                    rendered
+                        .warnings
+                        .iter()
+                        .map(|w| format!("{}: {w}", rendered.subject)),
+                );
+                if let Some(report) = check_rendered(file, &rendered, library, defaults) {
+                    checked += 1;
+                    if !report.findings.is_empty() {
+                        pods.push(report);
+                    }
                 }
             }
         }
@@ -475,6 +482,7 @@ pub fn check_manifests(
     Ok(ManifestCheck {
         report: Report::new(names.join(", "), checked, pods),
         warnings,
+        seen,
     })
 }
 

@@ -118,52 +118,140 @@ impl Decision {
     }
 }
 
-/// Labels set by database operators that take their own consistent backups (label, value).
-/// `None` as value means any value. `managed-by: Helm` is deliberately absent.
-const OPERATOR_LABELS: &[(&str, Option<&str>, &str)] = &[
-    ("cnpg.io/cluster", None, "CloudNativePG"),
-    ("application", Some("spilo"), "Zalando postgres-operator"),
+/// A database operator: its name, and what to back its databases up with instead of our hooks.
+#[derive(Clone, Copy, Debug)]
+struct Operator {
+    name: &'static str,
+    instead: &'static str,
+}
+
+/// Labels set on their pods at creation by database operators that own the database (label,
+/// value, operator). `None` as value means any value. `managed-by: Helm` is deliberately absent.
+/// A label an operator adds later (MOCO's `moco.cybozu.com/role`) comes too late for admission
+/// but is kept for the reconciler and `audit`.
+const OPERATOR_LABELS: &[(&str, Option<&str>, Operator)] = &[
+    (
+        "cnpg.io/cluster",
+        None,
+        Operator {
+            name: "CloudNativePG",
+            instead: "its Backup and ScheduledBackup resources (Barman Cloud or volume snapshots)",
+        },
+    ),
+    (
+        "application",
+        Some("spilo"),
+        Operator {
+            name: "Zalando postgres-operator",
+            instead: "its WAL-G/WAL-E base backups and WAL archive",
+        },
+    ),
     (
         "postgres-operator.crunchydata.com/cluster",
         None,
-        "Crunchy/Percona PGO",
+        Operator {
+            name: "Crunchy/Percona PGO",
+            instead: "its pgBackRest backups (spec.backups)",
+        },
     ),
     (
         "app.kubernetes.io/managed-by",
         Some("percona-xtradb-cluster-operator"),
-        "Percona XtraDB Cluster operator",
+        Operator {
+            name: "Percona XtraDB Cluster operator",
+            instead: "its backups (spec.backup)",
+        },
     ),
     (
         "app.kubernetes.io/managed-by",
         Some("percona-server-operator"),
-        "Percona Server operator",
+        Operator {
+            name: "Percona Server operator",
+            instead: "its backups (spec.backup)",
+        },
     ),
     (
         "app.kubernetes.io/managed-by",
         Some("percona-server-mongodb-operator"),
-        "Percona MongoDB operator",
+        Operator {
+            name: "Percona MongoDB operator",
+            instead: "its backups (spec.backup, Percona Backup for MongoDB)",
+        },
     ),
-    ("app.kubernetes.io/managed-by", Some("kubedb.com"), "KubeDB"),
+    (
+        "app.kubernetes.io/managed-by",
+        Some("kubedb.com"),
+        Operator {
+            name: "KubeDB",
+            instead: "the backups KubeDB documents (KubeStash)",
+        },
+    ),
     (
         "app.kubernetes.io/managed-by",
         Some("mariadb-operator"),
-        "mariadb-operator",
+        Operator {
+            name: "mariadb-operator",
+            instead: "its Backup resources",
+        },
     ),
-    ("strimzi.io/cluster", None, "Strimzi"),
-    ("common.k8s.elastic.co/type", None, "ECK"),
+    (
+        "strimzi.io/cluster",
+        None,
+        Operator {
+            name: "Strimzi",
+            instead: "Kafka's replication across brokers, and MirrorMaker 2 (Strimzi's KafkaMirrorMaker2 resource) for a copy of the topics in another cluster; the Kafka hooks would only run sync, and Strimzi owns the brokers' storage and rolling restarts",
+        },
+    ),
+    (
+        "common.k8s.elastic.co/type",
+        None,
+        Operator {
+            name: "ECK",
+            instead: "Elasticsearch snapshots to a snapshot repository",
+        },
+    ),
     (
         "cassandra.datastax.com/cluster",
         None,
-        "K8ssandra/cass-operator",
+        Operator {
+            name: "K8ssandra/cass-operator",
+            instead: "Medusa backups (MedusaBackup)",
+        },
     ),
     (
         "clickhouse.altinity.com/chi",
         None,
-        "Altinity ClickHouse operator",
+        Operator {
+            name: "Altinity ClickHouse operator",
+            instead: "clickhouse-backup",
+        },
     ),
-    ("moco.cybozu.com/role", None, "MOCO"),
-    ("planetscale.com/component", None, "Vitess"),
+    ("app.kubernetes.io/created-by", Some("moco"), MOCO),
+    ("moco.cybozu.com/role", None, MOCO),
+    (
+        "planetscale.com/component",
+        None,
+        Operator {
+            name: "Vitess",
+            instead: "Vitess backups (vtbackup)",
+        },
+    ),
 ];
+
+/// MOCO (cybozu-go/moco): its mysqld container has no credentials in its env (they are in a
+/// file MOCO mounts), so our hooks could not log in.
+const MOCO: Operator = Operator {
+    name: "MOCO",
+    instead: "MOCO's BackupPolicy (full dumps and binary logs to object storage, with point-in-time recovery); mysqld's env holds no credentials, so hooks could not log in",
+};
+
+/// The MongoDB Community operator, recognised by its pod's shape: it sets no label of its own
+/// (only `app: <name>-svc`), but runs `mongodb-community-server` in container `mongod` beside
+/// its `mongodb-agent` container.
+const MONGODB_COMMUNITY: Operator = Operator {
+    name: "MongoDB Community operator",
+    instead: "a logical backup (mongodump with a user of the MongoDBCommunity resource, e.g. from a CronJob) or a CSI snapshot of data-volume without hooks (the journal is on that volume, so WiredTiger recovers the snapshot like a crash); the operator takes no backups itself and turns authentication on without putting credentials in the mongod container, so hooks could not log in",
+};
 
 /// Programs that mean a database image runs something other than a data-holding server: a
 /// client, or `mongos` (a sharding router with no data of its own).
@@ -444,14 +532,16 @@ fn decide_hooks(
     }));
 
     if !forced {
-        if let Some(operator) = operator_of(labels) {
+        if let Some(operator) = operator_of(labels, spec, image.as_ref()) {
             d.outcome = Outcome::OperatorManaged;
             d.add.insert(
                 keys::SKIPPED.to_owned(),
-                format!("operator-managed: {operator}"),
+                format!("operator-managed: {}", operator.name),
             );
             return d.warn(format!(
-                "velero-hook-injector: {operator} manages this database and takes its own backups; not injected (set {} to force)",
+                "velero-hook-injector: {} manages this database; not injected. Back it up with {} (or set {} to inject anyway)",
+                operator.name,
+                operator.instead,
                 keys::TEMPLATE
             ));
         }
@@ -788,15 +878,25 @@ fn owned_by_job(pod: &Pod) -> bool {
         .is_some_and(|refs| refs.iter().any(|r| r.kind == "Job"))
 }
 
-fn operator_of(labels: &BTreeMap<String, String>) -> Option<&'static str> {
-    OPERATOR_LABELS
+fn operator_of(
+    labels: &BTreeMap<String, String>,
+    spec: &PodSpec,
+    image: Option<&ImageRef>,
+) -> Option<Operator> {
+    let labelled = OPERATOR_LABELS
         .iter()
         .find(|(key, value, _)| {
             labels
                 .get(*key)
                 .is_some_and(|v| value.is_none_or(|want| v == want))
         })
-        .map(|(_, _, name)| *name)
+        .map(|(_, _, operator)| *operator);
+    let mongodb_community = || {
+        let community = image.is_some_and(|i| i.name() == "mongodb-community-server");
+        let agent = spec.containers.iter().any(|c| c.name == "mongodb-agent");
+        (community && agent).then_some(MONGODB_COMMUNITY)
+    };
+    labelled.or_else(mongodb_community)
 }
 
 /// Whether `c` can write to its `$TMPDIR`: its root filesystem is writable, or something is

@@ -39,6 +39,8 @@ want /usr/bin/redis-cli redis-tools
 want /usr/lib/postgresql/15/bin/postgres postgresql-15
 want /usr/lib/postgresql/15/bin/psql postgresql-client-15
 want /usr/bin/busybox busybox
+# PyYAML, a YAML 1.1 reader like kubectl: render's output is read back with it (tests/render_yaml11.rs).
+want /usr/lib/python3/dist-packages/yaml/__init__.py python3-yaml
 want /usr/bin/setpriv util-linux
 want /usr/bin/shellcheck shellcheck
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
