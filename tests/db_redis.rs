@@ -178,7 +178,7 @@ fn failures_are_loud(mode: Mode) {
     let t = tpl();
     let c = s.container();
     let r = run_hook(&t, Phase::Pre, &c.clone().with("REDIS_PASSWORD", "wrong")).expect("pre");
-    r.assert_fails_with("wrong password", "cannot use redis");
+    r.assert_fails_with("wrong password", "refused the password");
     assert!(
         !r.stderr.contains("wrong") || r.stderr.contains("WRONGPASS"),
         "{r}"
@@ -187,7 +187,7 @@ fn failures_are_loud(mode: Mode) {
     none.unset("REDIS_PASSWORD");
     run_hook(&t, Phase::Pre, &none)
         .expect("pre")
-        .assert_fails_with("no password", "NOAUTH");
+        .assert_fails_with("no password", "refused the password");
     let pwfile = s.tmp.path().join("redis-pw");
     std::fs::write(&pwfile, PW).expect("pw file");
     let file = none
@@ -688,5 +688,330 @@ mod no_persistence {
     #[test]
     fn s5_idempotent() {
         super::idempotent(Mode::None)
+    }
+}
+
+/// The deployments of the Bitnami redis and valkey charts (issue "Real deployments"): a
+/// non-default port, TLS only (with and without client certificates), a replica. Each with
+/// the container env the chart renders ([`RedisServer::chart_container`]), through backup
+/// (pre, an atomic snapshot and a file-by-file copy, post) and restore (a fresh server on each
+/// copy, the restore hook).
+mod deployments {
+    use std::time::Duration;
+
+    use super::db::{self, Container, HookRun, Phase, run_hook};
+    use super::db_redis::{self, Mode, REDIS_SERVER, RedisServer, Shape, Tls, VALKEY_SERVER};
+    use super::{PW, fill, tpl};
+
+    fn have(bin: &str) -> bool {
+        db_redis::available() && (bin != VALKEY_SERVER || db_redis::valkey_available())
+    }
+
+    /// Runs the restore hook in `c` while `r` is launched a second later, as Velero runs it
+    /// while the restored pod starts.
+    fn restore_racing(r: &mut RedisServer, c: Container) -> HookRun {
+        let t = tpl();
+        let h = std::thread::spawn(move || run_hook(&t, Phase::Restore, &c).expect("hook"));
+        std::thread::sleep(Duration::from_secs(1));
+        r.launch(None);
+        h.join().expect("hook thread")
+    }
+
+    fn name(bin: &str) -> &'static str {
+        if bin == VALKEY_SERVER {
+            "Valkey 8"
+        } else {
+            "Redis 7"
+        }
+    }
+
+    /// Backup then restore of `s` as its chart deploys it: pre (its effect checked), an atomic
+    /// snapshot and a file-by-file copy, post; each copy restored into a fresh server of the
+    /// same shape, where the restore hook passes and counts every key written before pre.
+    fn backup_and_restore(s: &RedisServer, what: &str) {
+        let c = s.chart_container();
+        fill(s, 1000);
+        let w = s.writer();
+        assert!(w.progresses(3, Duration::from_secs(10)), "{what}: writes");
+        let l0 = s.lastsave();
+        std::thread::sleep(Duration::from_millis(1100));
+        let before_pre = w.committed();
+        let pre = run_hook(&tpl(), Phase::Pre, &c).expect("pre");
+        pre.assert_ok(&format!("{what}: pre"));
+        // The AOF holds every write before the copy; a dump.rdb those before BGSAVE forked.
+        let before = match s.mode {
+            Mode::Aof => w.committed(),
+            _ => before_pre,
+        };
+        match s.mode {
+            Mode::Aof => assert_eq!(s.config("auto-aof-rewrite-percentage"), "0", "{what}"),
+            _ => assert!(s.lastsave() > l0, "{what}: no fresh dump.rdb"),
+        }
+        let mut snap = s.snapshot();
+        let mut fsb = s.fsb_copy(Duration::from_millis(50));
+        run_hook(&tpl(), Phase::Post, &c)
+            .expect("post")
+            .assert_ok(&format!("{what}: post"));
+        assert_eq!(s.config("auto-aof-rewrite-percentage"), "100", "{what}");
+        w.stop();
+        for (copy, r) in [("snapshot", &mut snap), ("file-by-file copy", &mut fsb)] {
+            let rc = r.chart_container().with("VHI_RESTORE_WAIT_SECONDS", "60");
+            let run = restore_racing(r, rc);
+            run.assert_ok(&format!("{what}: restore hook on the {copy}"));
+            assert!(run.stdout.contains(name(s.bin)), "{run}");
+            assert!(run.stdout.contains("db0="), "{run}");
+            assert_eq!(r.keys_upto(before), before, "{what}: {copy} lost keys");
+            eprintln!("MEASURE redis {what} {copy}: {}", run.stdout.trim());
+        }
+    }
+
+    /// A non-default port given as the chart gives it (REDIS_PORT / VALKEY_PORT, all digits);
+    /// the control: the service-link form of REDIS_PORT is not a port.
+    fn custom_port(bin: &'static str, mode: Mode) {
+        if !have(bin) {
+            return;
+        }
+        let s = RedisServer::start_on(bin, mode, Some(PW));
+        assert_ne!(s.port, 6379);
+        backup_and_restore(&s, &format!("{bin} {mode:?} port {}", s.port));
+        let p = if bin == VALKEY_SERVER {
+            "VALKEY_PORT"
+        } else {
+            "REDIS_PORT"
+        };
+        let link = s.chart_container().with(p, "tcp://10.96.0.14:6379");
+        run_hook(&tpl(), Phase::Pre, &link)
+            .expect("pre")
+            .assert_fails_with("service link, not a port", "127.0.0.1:6379");
+    }
+
+    /// TLS only (`--port 0 --tls-port N`) with tls-auth-clients yes or no; the controls: a
+    /// plain connection, no client certificate where one is required, a wrong password and a
+    /// wrong CA (the last two fail the restore hook at once, not at its deadline).
+    fn tls_only(bin: &'static str, mode: Mode, auth_clients: bool) {
+        if !have(bin) {
+            return;
+        }
+        let shape = Shape {
+            tls: Some(Tls::generate(auth_clients)),
+            replica_of: None,
+        };
+        let s = RedisServer::start_shaped(bin, mode, Some(PW), shape);
+        backup_and_restore(
+            &s,
+            &format!("{bin} {mode:?} TLS auth-clients {auth_clients}"),
+        );
+        let c = s.chart_container();
+        let p = if bin == VALKEY_SERVER {
+            "VALKEY"
+        } else {
+            "REDIS"
+        };
+        let plain = c.clone().with(&format!("{p}_TLS_ENABLED"), "no");
+        run_hook(&tpl(), Phase::Pre, &plain)
+            .expect("pre")
+            .assert_fails_with("plain text to a TLS-only server", "cannot use redis");
+        let mut no_cert = c.clone();
+        no_cert.unset(&format!("{p}_TLS_CERT_FILE"));
+        let r = run_hook(&tpl(), Phase::Pre, &no_cert).expect("pre");
+        assert_eq!(r.ok(), !auth_clients, "no client certificate: {r}");
+        let slow = c.clone().with("VHI_RESTORE_WAIT_SECONDS", "600");
+        let r = run_hook(
+            &tpl(),
+            Phase::Restore,
+            &slow.clone().with(&format!("{p}_PASSWORD"), "wrong"),
+        )
+        .expect("restore");
+        r.assert_fails_with("wrong password", "refused the password");
+        assert!(r.elapsed < Duration::from_secs(10), "not at once: {r}");
+        eprintln!(
+            "MEASURE redis {bin} TLS wrong password: restore hook failed in {:?}",
+            r.elapsed
+        );
+        let other = Tls::generate(auth_clients);
+        let r = run_hook(
+            &tpl(),
+            Phase::Restore,
+            &slow.with(&format!("{p}_TLS_CA_FILE"), &other.file("ca.crt")),
+        )
+        .expect("restore");
+        r.assert_fails_with("wrong CA", "verify failed");
+        assert!(r.elapsed < Duration::from_secs(10), "not at once: {r}");
+        eprintln!(
+            "MEASURE redis {bin} TLS wrong CA: restore hook failed in {:?}",
+            r.elapsed
+        );
+    }
+
+    /// A replica as the chart's replicas StatefulSet deploys it: the backup hooks act on the
+    /// replica itself; restored with its primary, the restore hook reports the replica and its
+    /// link; an empty replica volume is re-cloned from the restored primary and passes; a
+    /// replica whose primary never comes back fails at the hook's deadline, saying so.
+    fn replica(bin: &'static str, mode: Mode, tls: bool) {
+        if !have(bin) {
+            return;
+        }
+        // With TLS, as the chart does: both servers TLS-only with the same CA, the replication
+        // link over TLS (tls-replication yes).
+        let tls = tls.then(|| Tls::generate(true));
+        let primary = Shape {
+            tls: tls.clone(),
+            replica_of: None,
+        };
+        let p = RedisServer::start_shaped(bin, mode, Some(PW), primary);
+        fill(&p, 3000);
+        let shape = Shape {
+            tls: tls.clone(),
+            replica_of: Some(p.port),
+        };
+        let r = RedisServer::start_shaped(bin, mode, Some(PW), shape);
+        db::wait_for(Duration::from_secs(30), || {
+            (r.replication("master_link_status") == "up").then_some(())
+        })
+        .expect("control: the replica syncs");
+        let pc = p.chart_container();
+        let rc = r.chart_container();
+        let w = p.writer();
+        assert!(w.progresses(3, Duration::from_secs(10)), "writes");
+        let before = w.committed();
+        db::wait_for(Duration::from_secs(10), || {
+            (r.keys_upto(before) == before).then_some(())
+        })
+        .expect("control: the replica has the writes");
+        run_hook(&tpl(), Phase::Pre, &pc)
+            .expect("pre")
+            .assert_ok("primary pre");
+        let pre = run_hook(&tpl(), Phase::Pre, &rc).expect("pre");
+        pre.assert_ok("replica pre");
+        match mode {
+            Mode::Aof => assert_eq!(r.config("auto-aof-rewrite-percentage"), "0"),
+            _ => assert!(pre.stdout.contains("RDB mode"), "{pre}"),
+        }
+        let mut ps = p.snapshot();
+        let mut rs = r.snapshot();
+        for c in [&pc, &rc] {
+            run_hook(&tpl(), Phase::Post, c)
+                .expect("post")
+                .assert_ok("post");
+        }
+        w.stop();
+        assert_eq!(r.config("auto-aof-rewrite-percentage"), "100");
+        ps.launch(None);
+        rs.shape.replica_of = Some(ps.port);
+        let c = rs.chart_container();
+        let run = restore_racing(&mut rs, c);
+        run.assert_ok("restore hook on the restored replica");
+        let link = format!("replica of 127.0.0.1:{}, link up", ps.port);
+        assert!(
+            run.stdout.contains(&link) && run.stdout.contains("db0="),
+            "{run}"
+        );
+        assert_eq!(rs.keys_upto(before), before);
+        let t = if rs.shape.tls.is_some() { "TLS " } else { "" };
+        eprintln!(
+            "MEASURE redis {bin} {mode:?} {t}replica restore: {}",
+            run.stdout.trim()
+        );
+        let pr = run_hook(&tpl(), Phase::Restore, &ps.chart_container()).expect("restore");
+        pr.assert_ok("restore hook on the restored primary");
+        assert!(pr.stdout.contains("primary"), "{pr}");
+        // An empty replica volume: the server re-clones it from the primary.
+        let shape = Shape {
+            tls,
+            replica_of: Some(ps.port),
+        };
+        let mut empty = RedisServer::start_shaped(bin, mode, Some(PW), shape.clone());
+        empty.shutdown();
+        std::fs::remove_dir_all(&empty.data).expect("rm");
+        std::fs::create_dir_all(&empty.data).expect("mkdir");
+        let c = empty.chart_container();
+        let run = restore_racing(&mut empty, c);
+        run.assert_ok("restore hook on an empty replica volume");
+        assert_eq!(empty.keys_upto(before), before, "not re-cloned");
+        eprintln!(
+            "MEASURE redis {bin} {mode:?} empty replica: {}",
+            run.stdout.trim()
+        );
+        // The primary never comes back.
+        let mut orphan = rs.snapshot();
+        orphan.shape.replica_of = Some(db::free_port());
+        let c = orphan
+            .chart_container()
+            .with("VHI_RESTORE_WAIT_SECONDS", "8");
+        let run = restore_racing(&mut orphan, c);
+        run.assert_fails_with("no primary", "link to the primary was not up within 8s");
+    }
+
+    #[test]
+    fn redis_custom_port_aof() {
+        custom_port(REDIS_SERVER, Mode::Aof)
+    }
+    #[test]
+    fn redis_custom_port_rdb() {
+        custom_port(REDIS_SERVER, Mode::Rdb)
+    }
+    #[test]
+    fn valkey_custom_port_aof() {
+        custom_port(VALKEY_SERVER, Mode::Aof)
+    }
+    #[test]
+    fn valkey_custom_port_rdb() {
+        custom_port(VALKEY_SERVER, Mode::Rdb)
+    }
+    #[test]
+    fn redis_tls_only_aof_client_certs() {
+        tls_only(REDIS_SERVER, Mode::Aof, true)
+    }
+    #[test]
+    fn redis_tls_only_rdb_client_certs() {
+        tls_only(REDIS_SERVER, Mode::Rdb, true)
+    }
+    #[test]
+    fn redis_tls_only_aof_no_client_certs() {
+        tls_only(REDIS_SERVER, Mode::Aof, false)
+    }
+    #[test]
+    fn redis_tls_only_rdb_no_client_certs() {
+        tls_only(REDIS_SERVER, Mode::Rdb, false)
+    }
+    #[test]
+    fn valkey_tls_only_aof_client_certs() {
+        tls_only(VALKEY_SERVER, Mode::Aof, true)
+    }
+    #[test]
+    fn valkey_tls_only_rdb_client_certs() {
+        tls_only(VALKEY_SERVER, Mode::Rdb, true)
+    }
+    #[test]
+    fn valkey_tls_only_aof_no_client_certs() {
+        tls_only(VALKEY_SERVER, Mode::Aof, false)
+    }
+    #[test]
+    fn valkey_tls_only_rdb_no_client_certs() {
+        tls_only(VALKEY_SERVER, Mode::Rdb, false)
+    }
+    #[test]
+    fn redis_replica_aof() {
+        replica(REDIS_SERVER, Mode::Aof, false)
+    }
+    #[test]
+    fn redis_replica_rdb() {
+        replica(REDIS_SERVER, Mode::Rdb, false)
+    }
+    #[test]
+    fn valkey_replica_aof() {
+        replica(VALKEY_SERVER, Mode::Aof, false)
+    }
+    #[test]
+    fn valkey_replica_rdb() {
+        replica(VALKEY_SERVER, Mode::Rdb, false)
+    }
+    #[test]
+    fn redis_replica_tls_aof() {
+        replica(REDIS_SERVER, Mode::Aof, true)
+    }
+    #[test]
+    fn valkey_replica_tls_rdb() {
+        replica(VALKEY_SERVER, Mode::Rdb, true)
     }
 }

@@ -232,15 +232,21 @@ fn runner_clears_the_environment_and_closes_stdin() {
     assert!(!r.stdout.contains("CARGO"), "environment leaked: {r}");
 }
 
-/// A fake `mongosh`: keeps an fsync lock count in $STUB_DIR/count, refuses a wrong password,
-/// and records its argv and the mode of the script file it was given.
+/// A fake `mongosh`: keeps an fsync lock count in $STUB_DIR/count; refuses a login other than
+/// root / stub-pw the way mongosh does ("MongoServerError: Authentication failed."), and with
+/// $STUB_DIR/auth present a command without login; with $STUB_DIR/tls present (a server in
+/// requireTLS mode) drops a connection without --tls, and with $STUB_DIR/mtls also one without
+/// a client certificate; records its argv (one [word] each) and the mode of its script file.
 const MONGOSH_STUB: &str = r#"#!/bin/sh
 f=
 for a in "$@"; do f=$a; done
-echo "argv: $*" >>"$STUB_DIR/calls"
+printf '[%s]' "$@" >>"$STUB_DIR/calls"; echo >>"$STUB_DIR/calls"
 stat -c %a "$f" >>"$STUB_DIR/modes"
 n=$(cat "$STUB_DIR/count" 2>/dev/null || echo 0)
-if grep -q 'auth(' "$f" && ! grep -q '"stub-pw"' "$f"; then echo "authentication failed"; exit 3; fi
+case " $* " in *" --tls "*) ;; *) [ ! -f "$STUB_DIR/tls" ] || { echo "MongoServerSelectionError: connection 1 to 127.0.0.1:27017 closed"; exit 1; } ;; esac
+case " $* " in *" --tlsCertificateKeyFile="*) ;; *) [ ! -f "$STUB_DIR/mtls" ] || { echo "MongoServerSelectionError: connection 1 to 127.0.0.1:27017 closed"; exit 1; } ;; esac
+if grep -q 'auth(' "$f"; then grep -q 'auth("root", "stub-pw")' "$f" || { echo "MongoServerError: Authentication failed."; exit 1; }
+elif [ -f "$STUB_DIR/auth" ]; then echo "MongoServerError: Command listDatabases requires authentication"; exit 1; fi
 if grep -q 'lock: true' "$f"; then n=$((n + 1)); echo "$n" >"$STUB_DIR/count"; echo "lockCount=$n"; exit 0; fi
 if grep -q 'listDatabases' "$f"; then
   if [ -f "$STUB_DIR/down" ]; then echo "MongoNetworkError: connect ECONNREFUSED"; exit 1; fi
@@ -322,7 +328,7 @@ fn mongodb_hook_logic_against_a_stub_shell() {
     let bad = c.clone().with("MONGO_INITDB_ROOT_PASSWORD", "wrong");
     run_hook(&t, Phase::Pre, &bad)
         .expect("pre")
-        .assert_fails_with("wrong password", "authentication failed");
+        .assert_fails_with("wrong password", "refused the login of root");
     assert_eq!(lock_count(tmp.path()), "0");
 
     let calls = std::fs::read_to_string(tmp.path().join("calls")).expect("calls");
@@ -370,4 +376,108 @@ fn mongodb_hook_logic_against_a_stub_shell() {
     run_hook(&t, Phase::Pre, &no_shell)
         .expect("pre")
         .assert_fails_with("no mongosh", "neither mongosh nor mongo");
+}
+
+/// The container env of the Bitnami mongodb chart with `tls.enabled` (a stub shell, no server:
+/// none can be installed here): MONGODB_EXTRA_FLAGS puts mongod in requireTLS mode and the
+/// chart hands the client flags in MONGODB_CLIENT_EXTRA_FLAGS.
+fn bitnami_tls_container(tmp: &Path) -> Container {
+    let mut c = mongo_container(tmp);
+    c.unset("MONGO_INITDB_ROOT_USERNAME");
+    c.unset("MONGO_INITDB_ROOT_PASSWORD");
+    let tls = "--tlsCertificateKeyFile=/certs/mongodb.pem --tlsCAFile=/certs/mongodb-ca-cert";
+    c.with("MONGODB_ROOT_USER", "root")
+        .with("MONGODB_ROOT_PASSWORD", "stub-pw")
+        .with("MONGODB_PORT_NUMBER", "27018")
+        .with("ALLOW_EMPTY_PASSWORD", "no")
+        .with(
+            "MONGODB_EXTRA_FLAGS",
+            &format!("--tlsMode=requireTLS {tls}"),
+        )
+        .with("MONGODB_CLIENT_EXTRA_FLAGS", &format!("--tls {tls}"))
+}
+
+/// MongoDB TLS and credentials against the stub: the chart's client flags reach the shell as
+/// separate words (and MONGODB_SHELL_EXTRA_FLAGS wins, as in the image); without them a
+/// requireTLS server drops the hooks; a refused or missing login fails the restore hook at
+/// once, not at its deadline; a Bitnami secondary logs in with the primary's root password.
+#[test]
+fn mongodb_tls_and_credentials_against_a_stub_shell() {
+    let t = db::template("mongodb");
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(tmp.path().join("tls"), "").expect("tls");
+    std::fs::write(tmp.path().join("mtls"), "").expect("mtls");
+    std::fs::write(tmp.path().join("auth"), "").expect("auth");
+    std::fs::write(tmp.path().join("dbs"), "shop (12 MiB)").expect("dbs");
+    let c = bitnami_tls_container(tmp.path());
+    run_hook(&t, Phase::Pre, &c)
+        .expect("pre")
+        .assert_ok("pre, TLS");
+    run_hook(&t, Phase::Post, &c)
+        .expect("post")
+        .assert_ok("post, TLS");
+    let r = run_hook(&t, Phase::Restore, &c).expect("restore");
+    r.assert_ok("restore check, TLS");
+    assert!(r.stdout.contains("shop (12 MiB)"), "{r}");
+    let calls = std::fs::read_to_string(tmp.path().join("calls")).expect("calls");
+    assert!(
+        calls.lines().all(|l| l.contains(
+            "[--port][27018][--tls][--tlsCertificateKeyFile=/certs/mongodb.pem][--tlsCAFile=/certs/mongodb-ca-cert]"
+        )),
+        "the client flags must reach every shell call as words: {calls}"
+    );
+    assert!(!calls.contains("stub-pw"), "password on argv: {calls}");
+
+    // The newer name wins over the chart's, as in the image.
+    let shell = c.clone().with(
+        "MONGODB_SHELL_EXTRA_FLAGS",
+        "--tls --tlsCAFile=/certs/ca.pem",
+    );
+    run_hook(
+        &t,
+        Phase::Restore,
+        &shell.clone().with("VHI_RESTORE_WAIT_SECONDS", "2"),
+    )
+    .expect("restore")
+    .assert_fails_with("no client certificate for mTLS", "closed");
+    let mut no_flags = c.clone().with("VHI_RESTORE_WAIT_SECONDS", "3");
+    no_flags.unset("MONGODB_CLIENT_EXTRA_FLAGS");
+    run_hook(&t, Phase::Pre, &no_flags)
+        .expect("pre")
+        .assert_fails_with("plain text to requireTLS", "closed");
+    run_hook(&t, Phase::Restore, &no_flags)
+        .expect("restore")
+        .assert_fails_with("plain text to requireTLS", "no answer within 3s");
+
+    // Refused and missing logins: at once, with the fix.
+    let slow = c.clone().with("VHI_RESTORE_WAIT_SECONDS", "600");
+    let r = run_hook(
+        &t,
+        Phase::Restore,
+        &slow.clone().with("MONGODB_ROOT_PASSWORD", "wrong"),
+    )
+    .expect("restore");
+    r.assert_fails_with("wrong password", "refused the login of root");
+    assert!(r.stderr.contains("MONGODB_ROOT_PASSWORD"), "no fix: {r}");
+    assert!(r.elapsed < Duration::from_secs(10), "not at once: {r}");
+    let mut none = slow.clone();
+    none.unset("MONGODB_ROOT_PASSWORD");
+    let r = run_hook(&t, Phase::Restore, &none).expect("restore");
+    r.assert_fails_with("no credentials, auth on", "requires authentication");
+    assert!(r.elapsed < Duration::from_secs(10), "not at once: {r}");
+
+    // A Bitnami replica-set secondary: the primary's root password, from a file.
+    let pwfile = tmp.path().join("pw");
+    std::fs::write(&pwfile, "stub-pw").expect("pw");
+    let mut secondary = none
+        .clone()
+        .with("MONGODB_REPLICA_SET_MODE", "secondary")
+        .with(
+            "MONGODB_INITIAL_PRIMARY_ROOT_PASSWORD_FILE",
+            &pwfile.display().to_string(),
+        );
+    secondary.unset("MONGODB_ROOT_USER");
+    run_hook(&t, Phase::Restore, &secondary)
+        .expect("restore")
+        .assert_ok("secondary with the primary's root password");
 }

@@ -1,8 +1,11 @@
-//! Throwaway Redis servers (Debian redis-server 7) in AOF, RDB-only and no-persistence modes.
+//! Throwaway Redis servers (Debian redis-server 7, Valkey 8) in AOF, RDB-only and
+//! no-persistence modes, plain or TLS-only, standalone or replica, with the container env the
+//! Bitnami image or the Bitnami charts give them.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::db::{self, Container, Proc};
@@ -40,6 +43,61 @@ pub enum Mode {
     None,
 }
 
+/// Throwaway TLS material, as the Bitnami charts mount it: a CA and one certificate + key for
+/// the server (`extendedKeyUsage serverAuth, clientAuth`, as the charts' generated certificates
+/// have), named for the pod's DNS name, not for 127.0.0.1.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// The directory holding ca.crt, tls.crt, tls.key.
+    pub dir: Arc<tempfile::TempDir>,
+    /// tls-auth-clients yes (the chart's default) or no.
+    pub auth_clients: bool,
+}
+
+impl Tls {
+    /// Generates a CA and a server certificate with openssl.
+    pub fn generate(auth_clients: bool) -> Tls {
+        let dir = tempfile::Builder::new()
+            .prefix("vhi-redis-tls")
+            .tempdir()
+            .expect("tempdir");
+        let host = "redis-master-0.redis-headless.default.svc.cluster.local";
+        let script = format!(
+            "set -e; cd \"$1\"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=vhi-test-ca
+openssl req -newkey rsa:2048 -nodes -keyout tls.key -out tls.csr -subj /CN={host}
+printf 'subjectAltName=DNS:{host}\\nextendedKeyUsage=serverAuth,clientAuth\\n' >ext
+openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days 2 -extfile ext"
+        );
+        db::sh(
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .arg("sh")
+                .arg(dir.path()),
+        )
+        .expect("openssl");
+        Tls {
+            dir: Arc::new(dir),
+            auth_clients,
+        }
+    }
+
+    /// A file of the set (`ca.crt`, `tls.crt`, `tls.key`).
+    pub fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// How a test server is deployed.
+#[derive(Clone, Debug, Default)]
+pub struct Shape {
+    /// TLS only (`--port 0 --tls-port N`), as the charts start it with `tls.enabled`.
+    pub tls: Option<Tls>,
+    /// A replica of the server on this port of 127.0.0.1 (`--replicaof`, `--masterauth`).
+    pub replica_of: Option<u16>,
+}
+
 /// A running throwaway server.
 pub struct RedisServer {
     /// Persistence mode.
@@ -54,6 +112,8 @@ pub struct RedisServer {
     pub password: Option<String>,
     /// The server binary (Redis or Valkey).
     pub bin: &'static str,
+    /// TLS and replication.
+    pub shape: Shape,
     proc: Option<Proc>,
 }
 
@@ -65,6 +125,16 @@ impl RedisServer {
 
     /// Starts a fresh server of the binary `bin`.
     pub fn start_on(bin: &'static str, mode: Mode, password: Option<&str>) -> Self {
+        Self::start_shaped(bin, mode, password, Shape::default())
+    }
+
+    /// Starts a fresh server of the binary `bin` deployed as `shape`.
+    pub fn start_shaped(
+        bin: &'static str,
+        mode: Mode,
+        password: Option<&str>,
+        shape: Shape,
+    ) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("vhi-redis")
             .tempdir()
@@ -78,13 +148,15 @@ impl RedisServer {
             port: 0,
             password: password.map(str::to_owned),
             bin,
+            shape,
             proc: None,
         };
         s.spawn();
         s
     }
 
-    fn spawn(&mut self) {
+    /// Starts the server and waits until it answers PING.
+    pub fn spawn(&mut self) {
         self.launch(None);
         let ok = db::wait_for(Duration::from_secs(30), || {
             (self.cli(&["PING"]).ok()?.trim() == "PONG").then_some(())
@@ -103,9 +175,27 @@ impl RedisServer {
             Mode::None => ("no", ""),
         };
         let mut cmd = Command::new(self.bin);
-        cmd.args(["--bind", "127.0.0.1", "--daemonize", "no"])
-            .args(["--port", &self.port.to_string()])
-            .arg("--dir")
+        cmd.args(["--bind", "127.0.0.1", "--daemonize", "no"]);
+        match &self.shape.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(t) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &t.file("tls.crt")])
+                .args(["--tls-key-file", &t.file("tls.key")])
+                .args(["--tls-ca-cert-file", &t.file("ca.crt")])
+                .args(["--tls-replication", "yes"])
+                .args([
+                    "--tls-auth-clients",
+                    if t.auth_clients { "yes" } else { "no" },
+                ]),
+        };
+        if let Some(p) = self.shape.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &p.to_string()]);
+            if let Some(pw) = &self.password {
+                cmd.args(["--masterauth", pw]);
+            }
+        }
+        cmd.arg("--dir")
             .arg(&self.data)
             .args(["--appendonly", aof, "--save", save])
             .arg("--logfile")
@@ -124,15 +214,29 @@ impl RedisServer {
             .unwrap_or_default()
     }
 
-    /// Runs redis-cli with the password (REDISCLI_AUTH); Err on an error reply.
-    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+    /// redis-cli to this server, with the password (REDISCLI_AUTH) and the TLS client pair.
+    fn client(port: u16, password: Option<&str>, tls: Option<&Tls>) -> Command {
         let mut c = Command::new(CLI);
         c.args(["--no-auth-warning", "-h", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .args(args);
-        if let Some(pw) = &self.password {
+            .arg(port.to_string());
+        if let Some(t) = tls {
+            c.args(["--tls", "--cacert", &t.file("ca.crt")]).args([
+                "--cert",
+                &t.file("tls.crt"),
+                "--key",
+                &t.file("tls.key"),
+            ]);
+        }
+        if let Some(pw) = password {
             c.env("REDISCLI_AUTH", pw);
         }
+        c
+    }
+
+    /// Runs redis-cli with the password (REDISCLI_AUTH); Err on an error reply.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let mut c = Self::client(self.port, self.password.as_deref(), self.shape.tls.as_ref());
+        c.args(args);
         let out = db::sh(&mut c)?;
         if out.starts_with("ERR") || out.starts_with("NOAUTH") || out.starts_with("WRONGPASS") {
             Err(out)
@@ -179,15 +283,10 @@ impl RedisServer {
 
     /// A writer doing one SET per redis-cli process.
     pub fn writer(&self) -> db::Writer {
-        let (port, pw) = (self.port, self.password.clone());
+        let (port, pw, tls) = (self.port, self.password.clone(), self.shape.tls.clone());
         db::Writer::start(move |n| {
-            let mut c = Command::new(CLI);
-            c.args(["--no-auth-warning", "-h", "127.0.0.1", "-p"])
-                .arg(port.to_string())
-                .args(["SET", &format!("k:{n}"), &n.to_string()]);
-            if let Some(pw) = &pw {
-                c.env("REDISCLI_AUTH", pw);
-            }
+            let mut c = Self::client(port, pw.as_deref(), tls.as_ref());
+            c.args(["SET", &format!("k:{n}"), &n.to_string()]);
             let out = db::sh(&mut c)?;
             if out.trim() == "OK" { Ok(()) } else { Err(out) }
         })
@@ -203,6 +302,65 @@ impl RedisServer {
             c.set("REDIS_PASSWORD", pw);
         }
         c
+    }
+
+    /// The container as the Bitnami chart (redis or valkey, by the binary) renders it: the
+    /// port in REDIS_PORT (the start script passes it to --port; no REDIS_PORT_NUMBER), or
+    /// with TLS the REDIS_TLS_* set and no plain port; a replica's REDIS_REPLICATION_MODE,
+    /// primary host, port and password; ALLOW_EMPTY_PASSWORD and REDIS_PASSWORD.
+    pub fn chart_container(&self) -> Container {
+        let valkey = self.bin == VALKEY_SERVER;
+        let p = if valkey { "VALKEY" } else { "REDIS" };
+        let (primary, mode) = if valkey {
+            ("PRIMARY", "primary")
+        } else {
+            ("MASTER", "master")
+        };
+        let mut c = Container::new(self.tmp.path())
+            .with("BITNAMI_DEBUG", "false")
+            .with("ALLOW_EMPTY_PASSWORD", "no");
+        if let Some(pw) = &self.password {
+            c.set(&format!("{p}_PASSWORD"), pw);
+        }
+        match self.shape.replica_of {
+            Some(port) => {
+                c.set(&format!("{p}_REPLICATION_MODE"), "replica");
+                c.set(&format!("{p}_{primary}_HOST"), "127.0.0.1");
+                c.set(&format!("{p}_{primary}_PORT_NUMBER"), &port.to_string());
+                if let Some(pw) = &self.password {
+                    c.set(&format!("{p}_{primary}_PASSWORD"), pw);
+                }
+            }
+            None => c.set(&format!("{p}_REPLICATION_MODE"), mode),
+        }
+        match &self.shape.tls {
+            None => {
+                c.set(&format!("{p}_TLS_ENABLED"), "no");
+                c.set(&format!("{p}_PORT"), &self.port.to_string());
+            }
+            Some(t) => {
+                c.set(&format!("{p}_TLS_ENABLED"), "yes");
+                c.set(&format!("{p}_TLS_PORT"), &self.port.to_string());
+                let auth = if t.auth_clients { "yes" } else { "no" };
+                c.set(&format!("{p}_TLS_AUTH_CLIENTS"), auth);
+                c.set(&format!("{p}_TLS_CERT_FILE"), &t.file("tls.crt"));
+                c.set(&format!("{p}_TLS_KEY_FILE"), &t.file("tls.key"));
+                c.set(&format!("{p}_TLS_CA_FILE"), &t.file("ca.crt"));
+            }
+        }
+        c
+    }
+
+    /// A field of INFO replication.
+    pub fn replication(&self, field: &str) -> String {
+        let out = self.cli(&["INFO", "replication"]).expect("info");
+        out.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{field}:"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
     }
 
     /// Stops the server (server down scenario).
@@ -255,6 +413,7 @@ impl RedisServer {
             port: db::free_port(),
             password: self.password.clone(),
             bin: self.bin,
+            shape: self.shape.clone(),
             proc: None,
         }
     }

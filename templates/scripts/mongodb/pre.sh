@@ -11,7 +11,7 @@ HOLD=${VHI_LOCK_HOLD_SECONDS:-300}
 . ./lib/mongo.sh
 . ./lib/hold.sh
 ! held || { say "already fsync-locked by an earlier pre hook; not stacking a second lock"; exit 0; }
-out=$(m 'var r = db.adminCommand({fsync: 1, lock: true}); print(r.ok === 1 ? "lockCount=" + r.lockCount : JSON.stringify(r)); quit(r.ok === 1 ? 0 : 2)') || die "fsyncLock failed: $out"
+out=$(m 'var r = db.adminCommand({fsync: 1, lock: true}); print(r.ok === 1 ? "lockCount=" + r.lockCount : JSON.stringify(r)); quit(r.ok === 1 ? 0 : 2)') || { refused "$out"; die "fsyncLock failed: $out"; }
 (
   trap '' HUP
   wait_release ""

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Post-restore: proves that the restored mongod came back. Read-only; safe to run twice. mongod
 # refuses connections while it recovers from its journal, so the hook waits, within its own
-# deadline, for a ping; then it lists the databases and fails when only the system databases
-# (admin, config, local) came back. One line for the restore log: version, databases and sizes.
+# deadline, for an answer (a refused login fails at once: no wait helps); then it lists the
+# databases and fails when only the system databases (admin, config, local) came back. One line
+# for the restore log: version, databases and sizes.
 T=mongodb
 . ./lib/common.sh
 W=${VHI_RESTORE_WAIT_SECONDS:-600}
@@ -12,6 +13,7 @@ until_s "$W"
 t0=$(date +%s)
 q='var l = db.adminCommand({listDatabases: 1}); if (l.ok !== 1) quit(2); print(db.version() + " " + l.databases.filter(d => !/^(admin|config|local)$/.test(d.name)).map(d => d.name + " (" + (d.sizeOnDisk >> 20) + " MiB)").join(", "))'
 until out=$(m "$q"); do
+  refused "$out"
   late && die "no answer within ${W}s ($out): see the container log"
   sleep 2
 done

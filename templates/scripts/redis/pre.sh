@@ -8,6 +8,7 @@
 # - RDB only: BGSAVE once no save runs, and success only when LASTSAVE has advanced and the save
 #   succeeded: the copy holds a dump.rdb as fresh as the moment the hook started.
 # - No persistence: a cache; nothing to do.
+# A replica gets the same: its own files are what the copy holds.
 T=redis
 HV=VHI_AOF_PAUSE_SECONDS
 . ./lib/common.sh
@@ -15,7 +16,8 @@ HOLD=${VHI_AOF_PAUSE_SECONDS:-14400}
 [ "$HOLD" -ge 0 ] 2>/dev/null || die "$HV must be a number of seconds, got '$HOLD'"
 . ./lib/redis.sh
 o=$(r PING)
-[ "$o" = PONG ] || die "cannot use redis at 127.0.0.1:$port: $o"
+refused "$o"
+[ "$o" = PONG ] || die "cannot use redis at $at: $o"
 until_s 540
 if [ "$(field aof_enabled)" = 1 ]; then
   . ./lib/hold.sh
