@@ -701,6 +701,7 @@ mod tests {
                 let pod: Pod = serde_json::from_value(json!({
                     "metadata": meta,
                     "spec": {"containers": [{"name": "db", "image": image,
+                              "envFrom": [{"secretRef": {"name": "db"}}],
                               "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
                              "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}
                 }))

@@ -962,7 +962,9 @@ mod tests {
         json!({
             "metadata": {"name": "db-0", "labels": {"app": "db"}},
             "spec": {
-                "containers": [{"name": "db", "image": image, "volumeMounts": [{"name": "data", "mountPath": "/var/lib/data"}]}],
+                // Credentials from a Secret through envFrom, as many deployments hand them: the
+                // hooks can log in.
+                "containers": [{"name": "db", "image": image, "envFrom": [{"secretRef": {"name": "db"}}], "volumeMounts": [{"name": "data", "mountPath": "/var/lib/data"}]}],
                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]
             }
         })
