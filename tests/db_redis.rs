@@ -704,7 +704,12 @@ mod deployments {
     use super::{PW, fill, tpl};
 
     fn have(bin: &str) -> bool {
-        db_redis::available() && (bin != VALKEY_SERVER || db_redis::valkey_available())
+        db_redis::available()
+            && (bin != VALKEY_SERVER || db_redis::valkey_available())
+            && db::have(
+                std::path::Path::new("/usr/bin/openssl"),
+                "openssl (test certificates)",
+            )
     }
 
     /// Runs the restore hook in `c` while `r` is launched a second later, as Velero runs it
