@@ -704,7 +704,12 @@ mod deployments {
     use super::{PW, fill, tpl};
 
     fn have(bin: &str) -> bool {
-        db_redis::available() && (bin != VALKEY_SERVER || db_redis::valkey_available())
+        db_redis::available()
+            && (bin != VALKEY_SERVER || db_redis::valkey_available())
+            && db::have(
+                std::path::Path::new("/usr/bin/openssl"),
+                "openssl (test certificates)",
+            )
     }
 
     /// Runs the restore hook in `c` while `r` is launched a second later, as Velero runs it
@@ -940,6 +945,51 @@ mod deployments {
             .with("VHI_RESTORE_WAIT_SECONDS", "8");
         let run = restore_racing(&mut orphan, c);
         run.assert_fails_with("no primary", "link to the primary was not up within 8s");
+    }
+
+    /// The Bitnami image's own names (no chart): REDIS_TLS_PORT_NUMBER, and the CA as a
+    /// directory (REDIS_TLS_CA_DIR, hashed as OpenSSL looks it up), on Valkey's VALKEY_ names.
+    #[test]
+    fn image_env_tls_port_number_and_ca_dir() {
+        for bin in [REDIS_SERVER, VALKEY_SERVER] {
+            if !have(bin) {
+                continue;
+            }
+            let shape = Shape {
+                tls: Some(Tls::generate(true)),
+                replica_of: None,
+            };
+            let s = RedisServer::start_shaped(bin, Mode::Aof, Some(PW), shape);
+            let t = s.shape.tls.as_ref().expect("tls");
+            let cadir = t.dir.path().join("cadir");
+            std::fs::create_dir_all(&cadir).expect("cadir");
+            std::fs::copy(t.dir.path().join("ca.crt"), cadir.join("ca.pem")).expect("copy");
+            db::sh(
+                std::process::Command::new("openssl")
+                    .arg("rehash")
+                    .arg(&cadir),
+            )
+            .expect("openssl rehash");
+            let p = if bin == VALKEY_SERVER {
+                "VALKEY"
+            } else {
+                "REDIS"
+            };
+            let mut c = s.chart_container();
+            c.unset(&format!("{p}_TLS_PORT"));
+            c.unset(&format!("{p}_TLS_CA_FILE"));
+            c.set(&format!("{p}_TLS_PORT_NUMBER"), &s.port.to_string());
+            c.set(&format!("{p}_TLS_CA_DIR"), &cadir.display().to_string());
+            for phase in [Phase::Pre, Phase::Post, Phase::Restore] {
+                run_hook(
+                    &tpl(),
+                    phase,
+                    &c.clone().with("VHI_RESTORE_ALLOW_EMPTY", "1"),
+                )
+                .expect("hook")
+                .assert_ok(&format!("{bin} {phase:?} with REDIS_TLS_CA_DIR"));
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ want /usr/bin/mariadb-install-db mariadb-server
 want /usr/lib/galera/libgalera_smm.so galera-4
 want /usr/bin/redis-server redis-server
 want /usr/bin/redis-cli redis-tools
+# openssl makes the throwaway CA and certificates of the TLS-only Redis/Valkey tests.
+want /usr/bin/openssl openssl
 want /usr/lib/postgresql/15/bin/postgres postgresql-15
 want /usr/lib/postgresql/15/bin/psql postgresql-client-15
 want /usr/bin/busybox busybox
