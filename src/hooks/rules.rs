@@ -1356,7 +1356,22 @@ fn missing_hooks_assessed(
     }
     let mut stripped = pod.clone();
     if let Some(a) = stripped.metadata.annotations.as_mut() {
-        a.remove(keys::INJECTED);
+        if let Some(injected) = a.remove(keys::INJECTED) {
+            // Decide the pod as it was before the webhook wrote to it: without the hooks it
+            // added (else they count as the user's own) and Velero's volume lists it may have
+            // added (a replica under file-system backup gets its data volumes excluded and no
+            // backup hooks; decided again with the list, it would look like a pod for
+            // snapshots). Whatever the lists, a pod the webhook gives backup hooks gets them.
+            if let Some((t, c)) = injected.split_once('/') {
+                if let Some(t) = library.get(t) {
+                    let snapshot = t.annotations(c);
+                    let dump = t.dump_annotations(c).unwrap_or_default();
+                    a.retain(|k, v| snapshot.get(k) != Some(v) && dump.get(k) != Some(v));
+                }
+            }
+            a.remove(backup_method::BACKUP_VOLUMES_EXCLUDES);
+            a.remove(backup_method::BACKUP_VOLUMES);
+        }
         a.remove(keys::SKIPPED);
     }
     let decision = detect::decide_assessed(&stripped, library, defaults, assess);
@@ -1673,6 +1688,34 @@ mod tests {
             assert_eq!(rules_of(&f), [rule::HOOKS_MAY_FAIL], "{f:#?}");
             assert_eq!(f[0].severity, Severity::Warning);
             assert!(check_pod_assessed(&p, &lib, ClusterDefaults::default(), fine).is_empty());
+        }
+
+        fn replica(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: crate::pod::deployment::Role::Replica {
+                    how: "POSTGRES_REPLICATION_MODE=slave",
+                },
+                ..Deployment::default()
+            }
+        }
+
+        /// render --check on what admission makes of a replica under file-system backup: only
+        /// the restore hook, by design, is not "missing hooks".
+        #[test]
+        fn a_replica_given_only_its_restore_hook_is_clean() {
+            let lib = Library::builtin().expect("builtin");
+            let fs = ClusterDefaults {
+                default_volumes_to_fs_backup: true,
+            };
+            let d = detect::decide_assessed(&pod(Annotations::new()), &lib, fs, replica);
+            assert!(d.add.contains_key(backup_method::BACKUP_VOLUMES_EXCLUDES));
+            let f = check_pod_assessed(&pod(d.add.clone()), &lib, fs, replica);
+            assert!(f.is_empty(), "{f:#?}");
+            // With the backup hook keys of a primary gone, it is missing them.
+            let mut primary = detect::decide_assessed(&pod(Annotations::new()), &lib, fs, fine).add;
+            primary.retain(|k, _| !velero::is_backup_hook_key(k));
+            let f = check_pod_assessed(&pod(primary), &lib, fs, fine);
+            assert!(rules_of(&f).contains(&rule::MISSING_HOOKS), "{f:#?}");
         }
 
         #[test]
