@@ -762,7 +762,7 @@ fn dump_refusal(assessed: &Deployment, user_hooks: bool) -> Option<String> {
     }
     if let Role::Member { cluster } = assessed.role {
         return Some(format!(
-            "this pod is a member of a {cluster} cluster, whose primary moves between pods at run time: which member writes is not known when the pod is created, and after a restore every member would load a dump at once. Fix: back these volumes up with CSI snapshots (set {}: snapshot and leave them out of the file-system backup), or take a logical backup of the database through its service",
+            "this pod is a member of a {cluster} cluster, whose primary moves between pods at run time: which member writes is not known when the pod is created, and after a restore every member would load a dump at once; back these volumes up with CSI snapshots instead (set {}: snapshot and leave them out of the file-system backup), or take a logical backup of the database through its service",
             keys::BACKUP_METHOD
         ));
     }
