@@ -65,6 +65,8 @@ fn pod(ns: &str, name: &str, image: &str, annotations: Value, phase: &str) -> Va
             "containers": [{
                 "name": "db",
                 "image": image,
+                // As the charts give it (the mysql hooks log in with it).
+                "env": [{"name": "MYSQL_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "root-password"}}}],
                 "ports": [{"containerPort": 5432, "protocol": "TCP"}],
                 "resources": {},
                 "terminationMessagePath": "/dev/termination-log",

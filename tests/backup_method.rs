@@ -121,6 +121,9 @@ fn mysql_and_mariadb_under_the_fs_backup_default_get_dump_mode_too() {
         let mut r = fixture();
         r["request"]["object"]["spec"]["containers"][0]["image"] = json!(image);
         r["request"]["object"]["spec"]["containers"][0]["args"] = json!([]);
+        r["request"]["object"]["spec"]["containers"][0]["env"] = json!([
+            {"name": "MYSQL_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "root-password"}}}
+        ]);
         let (warnings, pod) = admit_pod(&r, true);
         assert!(
             warnings.contains(&format!(

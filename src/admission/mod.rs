@@ -700,8 +700,9 @@ mod tests {
                 }
                 let pod: Pod = serde_json::from_value(json!({
                     "metadata": meta,
+                    // The charts hand MySQL and MariaDB their root password from a Secret.
                     "spec": {"containers": [{"name": "db", "image": image,
-                              "envFrom": [{"secretRef": {"name": "db"}}],
+                              "env": [{"name": "MYSQL_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "root-password"}}}],
                               "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
                              "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}
                 }))

@@ -1267,21 +1267,33 @@ fn deployment_problems(
         container: c,
         labels,
     });
-    let carries_dump = template.dump_annotations(&container).is_some_and(|dump| {
-        dump.iter()
+    // Which of the pod's hook commands are the webhook's (snapshot or dump-mode set): a
+    // command of the user's own is not judged here.
+    let snapshot = template.annotations(&container);
+    let dump = template.dump_annotations(&container).unwrap_or_default();
+    let ours = |key: &str| {
+        annotations
+            .get(key)
+            .is_some_and(|v| snapshot.get(key) == Some(v) || dump.get(key) == Some(v))
+    };
+    let theirs = |key: &str| annotations.contains_key(key) && !ours(key);
+    let carries_dump = !dump.is_empty()
+        && dump
+            .iter()
             .filter(|(k, _)| velero::is_backup_hook_key(k))
-            .all(|(k, v)| annotations.get(k) == Some(v))
-    });
+            .all(|(k, v)| annotations.get(k) == Some(v));
     let command = |phase: &str| format!("{phase}command");
     let mut out = Vec::new();
     for p in &assessed.problems {
         let text = p.message.trim_end_matches('.');
         let mut phases: Vec<(&str, String)> = Vec::new();
-        if p.blocks.contains(&Blocked::Backup) {
-            phases.push(("backup hooks", command(velero::PRE_BACKUP)));
+        let backup = command(velero::PRE_BACKUP);
+        let restore = command(velero::POST_RESTORE);
+        if p.blocks.contains(&Blocked::Backup) && !theirs(&backup) {
+            phases.push(("backup hooks", backup));
         }
-        if p.blocks.contains(&Blocked::Restore) {
-            phases.push(("restore hook", command(velero::POST_RESTORE)));
+        if p.blocks.contains(&Blocked::Restore) && !theirs(&restore) {
+            phases.push(("restore hook", restore));
         }
         if p.blocks.contains(&Blocked::DumpMode) && carries_dump {
             phases.push(("dump-mode hooks", keys::INJECTED.to_owned()));
@@ -1292,29 +1304,27 @@ fn deployment_problems(
                 keys::INJECTED,
                 rule::HOOKS_MAY_FAIL,
                 format!(
-                    "the {} hooks in container {container:?} may fail: {text}.",
+                    "the {} hooks in container {container:?} may fail: {text}. Fix: make sure it does not apply to this pod, or change the pod as said and restart its workload.",
                     template.name
                 ),
             ));
             continue;
         }
         let Some((_, key)) = phases.first() else {
-            continue; // only dump mode is ruled out, and the pod is not in dump mode
+            continue; // only dump mode is ruled out and the pod is not in it, or the hooks are the user's
         };
         let names: Vec<&str> = phases.iter().map(|(n, _)| *n).collect();
-        let carried = phases
-            .iter()
-            .any(|(_, k)| k != keys::INJECTED && annotations.contains_key(k))
-            || phases.iter().any(|(_, k)| k == keys::INJECTED);
-        let lead = if carried {
+        let carried = carries_dump && p.blocks.contains(&Blocked::DumpMode)
+            || phases.iter().any(|(_, k)| ours(k));
+        let message = if carried {
             format!(
-                "the {} {} in container {container:?} cannot work as the pod is deployed, and fail on every run",
+                "the {} {} in container {container:?} cannot work as the pod is deployed, and fail on every run: {text}. Fix: change the pod as said, then restart its workload (kubectl rollout restart …) so the webhook injects hooks that work.",
                 template.name,
                 names.join(" and ")
             )
         } else {
             format!(
-                "container {container:?} gets no {} {} from the webhook because they cannot work as the pod is deployed: its backups are crash-consistent at best",
+                "container {container:?} gets no {} {} from the webhook because they cannot work as the pod is deployed, so its backups are crash-consistent at best: {text}. Fix: change the pod as said, then restart its workload (kubectl rollout restart …) so the webhook injects them.",
                 template.name,
                 names.join(" and ")
             )
@@ -1323,7 +1333,7 @@ fn deployment_problems(
             Severity::Error,
             key.clone(),
             rule::HOOKS_CANNOT_WORK,
-            format!("{lead}: {text}."),
+            message,
         ));
     }
     out
@@ -1346,7 +1356,22 @@ fn missing_hooks_assessed(
     }
     let mut stripped = pod.clone();
     if let Some(a) = stripped.metadata.annotations.as_mut() {
-        a.remove(keys::INJECTED);
+        if let Some(injected) = a.remove(keys::INJECTED) {
+            // Decide the pod as it was before the webhook wrote to it: without the hooks it
+            // added (else they count as the user's own) and Velero's volume lists it may have
+            // added (a replica under file-system backup gets its data volumes excluded and no
+            // backup hooks; decided again with the list, it would look like a pod for
+            // snapshots). Whatever the lists, a pod the webhook gives backup hooks gets them.
+            if let Some((t, c)) = injected.split_once('/') {
+                if let Some(t) = library.get(t) {
+                    let snapshot = t.annotations(c);
+                    let dump = t.dump_annotations(c).unwrap_or_default();
+                    a.retain(|k, v| snapshot.get(k) != Some(v) && dump.get(k) != Some(v));
+                }
+            }
+            a.remove(backup_method::BACKUP_VOLUMES_EXCLUDES);
+            a.remove(backup_method::BACKUP_VOLUMES);
+        }
         a.remove(keys::SKIPPED);
     }
     let decision = detect::decide_assessed(&stripped, library, defaults, assess);
@@ -1663,6 +1688,58 @@ mod tests {
             assert_eq!(rules_of(&f), [rule::HOOKS_MAY_FAIL], "{f:#?}");
             assert_eq!(f[0].severity, Severity::Warning);
             assert!(check_pod_assessed(&p, &lib, ClusterDefaults::default(), fine).is_empty());
+        }
+
+        fn replica(_: &Subject<'_>) -> Deployment {
+            Deployment {
+                role: crate::pod::deployment::Role::Replica {
+                    how: "POSTGRES_REPLICATION_MODE=slave",
+                },
+                ..Deployment::default()
+            }
+        }
+
+        /// render --check on what admission makes of a replica under file-system backup: only
+        /// the restore hook, by design, is not "missing hooks".
+        #[test]
+        fn a_replica_given_only_its_restore_hook_is_clean() {
+            let lib = Library::builtin().expect("builtin");
+            let fs = ClusterDefaults {
+                default_volumes_to_fs_backup: true,
+            };
+            let d = detect::decide_assessed(&pod(Annotations::new()), &lib, fs, replica);
+            assert!(d.add.contains_key(backup_method::BACKUP_VOLUMES_EXCLUDES));
+            let f = check_pod_assessed(&pod(d.add.clone()), &lib, fs, replica);
+            assert!(f.is_empty(), "{f:#?}");
+            // With the backup hook keys of a primary gone, it is missing them.
+            let mut primary = detect::decide_assessed(&pod(Annotations::new()), &lib, fs, fine).add;
+            primary.retain(|k, _| !velero::is_backup_hook_key(k));
+            let f = check_pod_assessed(&pod(primary), &lib, fs, fine);
+            assert!(rules_of(&f).contains(&rule::MISSING_HOOKS), "{f:#?}");
+        }
+
+        #[test]
+        fn the_users_own_hooks_are_not_judged() {
+            let lib = Library::builtin().expect("builtin");
+            let t = lib.get("postgres").expect("postgres");
+            let mut a = injected(t.annotations("db"));
+            a.insert(
+                "pre.hook.backup.velero.io/command".into(),
+                r#"["/bin/sh","-c","my own"]"#.into(),
+            );
+            let f = check_pod_assessed(&pod(a), &lib, ClusterDefaults::default(), no_login);
+            let ours: Vec<&Finding> = f
+                .iter()
+                .filter(|f| f.rule_id == rule::HOOKS_CANNOT_WORK)
+                .collect();
+            assert_eq!(ours.len(), 1, "{f:#?}");
+            assert_eq!(ours[0].key, "post.hook.restore.velero.io/command");
+            assert!(
+                ours[0].message.contains("the postgres restore hook in"),
+                "{}",
+                ours[0].message
+            );
+            assert!(ours[0].message.contains("Fix:"), "{}", ours[0].message);
         }
 
         #[test]

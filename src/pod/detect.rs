@@ -672,22 +672,22 @@ fn decide_hooks(
     if restore_blocked {
         add.retain(|k, _| !velero::is_restore_hook_key(k));
     }
-    let hook_key = |k: &String| velero::is_backup_hook_key(k) || velero::is_restore_hook_key(k);
-    if (backup_blocked || restore_blocked) && !add.keys().any(hook_key) {
-        d.outcome = Outcome::HooksCannotWork;
-        d.dump_volume = None;
-        return d.warn(format!(
-            "velero-hook-injector: no {} hooks injected into container {:?}: none can work in this pod as it is configured (the other warnings say why and how to fix it); until then its backups are crash-consistent at best and nothing checks a restore",
-            template.name, container.name
-        ));
-    }
     if user_backup {
         add.retain(|k, _| !velero::is_backup_hook_key(k));
     }
     if user_restore {
         add.retain(|k, _| !velero::is_restore_hook_key(k));
     }
-    if add.is_empty() {
+    let hook_key = |k: &String| velero::is_backup_hook_key(k) || velero::is_restore_hook_key(k);
+    if !add.keys().any(hook_key) {
+        d.dump_volume = None;
+        if !(user_backup || user_restore) && (backup_blocked || restore_blocked) {
+            d.outcome = Outcome::HooksCannotWork;
+            return d.warn(format!(
+                "velero-hook-injector: no {} hooks injected into container {:?}: none can work in this pod as it is configured (the other warnings say why and how to fix it); until then its backups are crash-consistent at best and nothing checks a restore",
+                template.name, container.name
+            ));
+        }
         d.outcome = Outcome::UserHooks;
         return d
             .warn("velero-hook-injector: the pod declares its own Velero hooks; left unchanged");
@@ -762,7 +762,7 @@ fn dump_refusal(assessed: &Deployment, user_hooks: bool) -> Option<String> {
     }
     if let Role::Member { cluster } = assessed.role {
         return Some(format!(
-            "this pod is a member of a {cluster} cluster, whose primary moves between pods at run time: which member writes is not known when the pod is created, and after a restore every member would load a dump at once. Fix: back these volumes up with CSI snapshots (set {}: snapshot and leave them out of the file-system backup), or take a logical backup of the database through its service",
+            "this pod is a member of a {cluster} cluster, whose primary moves between pods at run time: which member writes is not known when the pod is created, and after a restore every member would load a dump at once; back these volumes up with CSI snapshots instead (set {}: snapshot and leave them out of the file-system backup), or take a logical backup of the database through its service",
             keys::BACKUP_METHOD
         ));
     }
@@ -958,16 +958,25 @@ mod tests {
         serde_json::from_value(v).expect("pod")
     }
 
+    /// A database pod with a data volume and, for MySQL and MariaDB (whose hooks need it), the
+    /// root password from a Secret, as the charts give it.
     fn db_pod(image: &str) -> serde_json::Value {
         json!({
             "metadata": {"name": "db-0", "labels": {"app": "db"}},
             "spec": {
-                // Credentials from a Secret through envFrom, as many deployments hand them: the
-                // hooks can log in.
-                "containers": [{"name": "db", "image": image, "envFrom": [{"secretRef": {"name": "db"}}], "volumeMounts": [{"name": "data", "mountPath": "/var/lib/data"}]}],
+                "containers": [{"name": "db", "image": image, "env": root_password(image), "volumeMounts": [{"name": "data", "mountPath": "/var/lib/data"}]}],
                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]
             }
         })
+    }
+
+    fn root_password(image: &str) -> serde_json::Value {
+        let secret = json!({"secretKeyRef": {"name": "db", "key": "root-password"}});
+        match image.split(':').next().unwrap_or_default() {
+            "mariadb" => json!([{"name": "MARIADB_ROOT_PASSWORD", "valueFrom": secret}]),
+            "mysql" => json!([{"name": "MYSQL_ROOT_PASSWORD", "valueFrom": secret}]),
+            _ => json!([]),
+        }
     }
 
     #[test]
@@ -1340,6 +1349,16 @@ mod tests {
                     "{all}"
                 );
             }
+        }
+
+        #[test]
+        fn a_pod_with_its_own_hooks_is_left_to_them_when_ours_cannot_work() {
+            let mut p = db_pod("postgres:16");
+            p["metadata"]["annotations"] =
+                json!({"pre.hook.backup.velero.io/command": "[\"/bin/true\"]"});
+            let d = decide_as(p, ClusterDefaults::default(), no_login);
+            assert_eq!(d.outcome, Outcome::UserHooks, "{:?}", d.warnings);
+            assert!(d.add.is_empty());
         }
 
         #[test]

@@ -83,7 +83,8 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
 }
 
-/// Rewrites container `index` of a fixture's pod to `image`, mounting a PVC named `data`.
+/// Rewrites container `index` of a fixture's pod to `image`, mounting a PVC named `data` (and,
+/// for MySQL and MariaDB, giving it the root password from a Secret, as the charts do).
 pub fn make_database(review: &mut Value, index: usize, image: &str) {
     let spec = &mut review["request"]["object"]["spec"];
     spec["containers"][index]["image"] = json!(image);
@@ -94,6 +95,15 @@ pub fn make_database(review: &mut Value, index: usize, image: &str) {
     let mut mounts = mounts;
     mounts.push(json!({"name": "data", "mountPath": "/data"}));
     spec["containers"][index]["volumeMounts"] = json!(mounts);
+    if image.starts_with("mysql") || image.starts_with("mariadb") {
+        // The charts hand the root password from a Secret; the hooks log in with it.
+        let mut env = spec["containers"][index]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        env.push(json!({"name": "MYSQL_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "root-password"}}}));
+        spec["containers"][index]["env"] = json!(env);
+    }
     let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
     volumes.push(json!({"name": "data", "persistentVolumeClaim": {"claimName": "data"}}));
     spec["volumes"] = json!(volumes);
