@@ -72,11 +72,6 @@ fn pod(ns: &str, name: &str, image: &str, annotations: Value, phase: &str) -> Va
                 "terminationMessagePath": "/dev/termination-log",
                 "terminationMessagePolicy": "File",
                 "imagePullPolicy": "IfNotPresent",
-                // The database's credentials from a Secret, as a chart hands them.
-                "env": [
-                    {"name": "MYSQL_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": name, "key": "root-password"}}},
-                    {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": name, "key": "password"}}}
-                ],
                 "volumeMounts": [
                     {"name": "data", "mountPath": "/var/lib/data"},
                     {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}
