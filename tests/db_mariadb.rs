@@ -479,7 +479,7 @@ fn restore_hook_bad(name: &str) {
         .with("VHI_RESTORE_WAIT_SECONDS", "8");
     run_hook(&db::template(name), Phase::Restore, &c)
         .expect("hook")
-        .assert_fails_with("empty volume", "without a user table");
+        .assert_fails_with("empty volume", "has no user table");
 }
 
 /// The template's dump-mode hooks (what the webhook injects for file-system backup when it can
@@ -1050,7 +1050,7 @@ fn replica_pair_snapshot(name: &str) {
     rs.spawn_on(db::free_port());
     let rsc = bitnami(name, &rs, "slave", port).with("VHI_RESTORE_WAIT_SECONDS", "6");
     let run = run_hook(&t, Phase::Restore, &rsc).expect("restore");
-    run.assert_fails_with("a secondary without its primary", "replication not running");
+    run.assert_fails_with("a secondary without its primary", "not replicating");
     let rsc = bitnami(name, &rs, "slave", port);
     let h = std::thread::spawn({
         let t = t.clone();
@@ -1127,6 +1127,29 @@ fn refused_credentials(name: &str) {
         assert!(run.elapsed < Duration::from_secs(10), "at once: {run}");
     }
     assert_eq!(s.holder_sessions(), 0, "no lock held");
+    // On a secondary the restore check retries a refused login until its deadline (after a
+    // restore its accounts arrive by replication), then fails the same way.
+    let x = if name == "mariadb" {
+        "MARIADB"
+    } else {
+        "MYSQL"
+    };
+    let mut sc = s
+        .container(pw_var(name))
+        .with(&format!("{x}_REPLICATION_MODE"), "slave")
+        .with(&format!("{x}_MASTER_ROOT_PASSWORD"), "wrong")
+        .with("VHI_RESTORE_WAIT_SECONDS", "4");
+    sc.unset(pw_var(name));
+    let run = run_hook(&t, Phase::Restore, &sc).expect("restore");
+    run.assert_fails_with("a secondary's wrong password", "refused root");
+    assert!(
+        run.stderr.contains("MASTER_ROOT_PASSWORD"),
+        "the fix: {run}"
+    );
+    assert!(
+        run.elapsed >= Duration::from_secs(4) && run.elapsed < Duration::from_secs(15),
+        "retried until the deadline, then failed: {run}"
+    );
     let mut c = s.container(pw_var(name));
     c.unset(pw_var(name));
     c.set("MYSQL_RANDOM_ROOT_PASSWORD", "yes");
