@@ -479,7 +479,7 @@ fn restore_hook_bad(name: &str) {
         .with("VHI_RESTORE_WAIT_SECONDS", "8");
     run_hook(&db::template(name), Phase::Restore, &c)
         .expect("hook")
-        .assert_fails_with("empty volume", "without a user table");
+        .assert_fails_with("empty volume", "has no user table");
 }
 
 /// The template's dump-mode hooks (what the webhook injects for file-system backup when it can
@@ -1050,7 +1050,7 @@ fn replica_pair_snapshot(name: &str) {
     rs.spawn_on(db::free_port());
     let rsc = bitnami(name, &rs, "slave", port).with("VHI_RESTORE_WAIT_SECONDS", "6");
     let run = run_hook(&t, Phase::Restore, &rsc).expect("restore");
-    run.assert_fails_with("a secondary without its primary", "replication not running");
+    run.assert_fails_with("a secondary without its primary", "not replicating");
     let rsc = bitnami(name, &rs, "slave", port);
     let h = std::thread::spawn({
         let t = t.clone();
@@ -1097,6 +1097,61 @@ fn replica_pair_snapshot(name: &str) {
     );
 }
 
+/// (10b) Velero copies the pods one after the other: a secondary copied after writes the
+/// primary's copy does not hold asks the restored primary for a binary-log position it never
+/// wrote. Its restore check must fail (naming the source's error), not pass on a diverged copy.
+#[test]
+fn replica_copied_after_its_primary_fails_its_check() {
+    if !db_maria::available() {
+        return;
+    }
+    let (mut p, mut s) = bitnami_pair();
+    let t = db::template("mariadb");
+    let pc = bitnami("mariadb", &p, "master", 0);
+    let sc = bitnami("mariadb", &s, "slave", p.port);
+    let w = p.writer();
+    assert!(w.progresses(10, Duration::from_secs(20)), "writer runs");
+    run_hook(&t, Phase::Pre, &pc).expect("pre").assert_ok("pre");
+    let mut rp = p.snapshot();
+    run_hook(&t, Phase::Post, &pc)
+        .expect("post")
+        .assert_ok("post");
+    assert!(
+        w.progresses(20, Duration::from_secs(20)),
+        "writes after the primary's copy"
+    );
+    w.stop();
+    let n: u64 = p
+        .sql("SELECT COUNT(*) FROM app.t")
+        .expect("n")
+        .parse()
+        .expect("n");
+    assert!(s.wait_rows(n, Duration::from_secs(30)), "caught up");
+    run_hook(&t, Phase::Pre, &sc).expect("pre").assert_ok("pre");
+    let mut rs = s.snapshot();
+    run_hook(&t, Phase::Post, &sc)
+        .expect("post")
+        .assert_ok("post");
+    let port = p.port;
+    p.shutdown();
+    s.shutdown();
+    rp.spawn_on(port);
+    rs.spawn_on(db::free_port());
+    run_hook(&t, Phase::Restore, &bitnami("mariadb", &rp, "master", 0))
+        .expect("restore")
+        .assert_ok("the primary's copy is sound");
+    let rsc = bitnami("mariadb", &rs, "slave", port).with("VHI_RESTORE_WAIT_SECONDS", "20");
+    let run = run_hook(&t, Phase::Restore, &rsc).expect("restore");
+    eprintln!(
+        "MEASURE secondary ahead of its primary: {}",
+        run.stderr.trim()
+    );
+    run.assert_fails_with(
+        "a secondary ahead of its restored primary",
+        "not replicating",
+    );
+}
+
 /// (11) Refused credentials: a wrong password fails the pre hook, the restore check and the
 /// dump-mode load at once, saying so with the fix (not after the whole wait, not blaming the
 /// redo log); so does a random root password, unknown to the hooks.
@@ -1127,6 +1182,29 @@ fn refused_credentials(name: &str) {
         assert!(run.elapsed < Duration::from_secs(10), "at once: {run}");
     }
     assert_eq!(s.holder_sessions(), 0, "no lock held");
+    // On a secondary the restore check retries a refused login until its deadline (after a
+    // restore its accounts arrive by replication), then fails the same way.
+    let x = if name == "mariadb" {
+        "MARIADB"
+    } else {
+        "MYSQL"
+    };
+    let mut sc = s
+        .container(pw_var(name))
+        .with(&format!("{x}_REPLICATION_MODE"), "slave")
+        .with(&format!("{x}_MASTER_ROOT_PASSWORD"), "wrong")
+        .with("VHI_RESTORE_WAIT_SECONDS", "4");
+    sc.unset(pw_var(name));
+    let run = run_hook(&t, Phase::Restore, &sc).expect("restore");
+    run.assert_fails_with("a secondary's wrong password", "refused root");
+    assert!(
+        run.stderr.contains("MASTER_ROOT_PASSWORD"),
+        "the fix: {run}"
+    );
+    assert!(
+        run.elapsed >= Duration::from_secs(4) && run.elapsed < Duration::from_secs(15),
+        "retried until the deadline, then failed: {run}"
+    );
     let mut c = s.container(pw_var(name));
     c.unset(pw_var(name));
     c.set("MYSQL_RANDOM_ROOT_PASSWORD", "yes");

@@ -12,10 +12,13 @@
 //!   `MYSQL_MASTER_ROOT_PASSWORD`. Anywhere else the same names without `MASTER_`.
 //! - No password: the scripts log in without one, which works only where the image made root's
 //!   password empty: `MYSQL_ALLOW_EMPTY_PASSWORD` or `MARIADB_ALLOW_EMPTY_ROOT_PASSWORD`
-//!   (official images: any value) or `ALLOW_EMPTY_PASSWORD=yes` (Bitnami). Otherwise the server
-//!   refuses them (the scripts then fail at once with the fix); `MARIADB_RANDOM_ROOT_PASSWORD`,
-//!   `MYSQL_RANDOM_ROOT_PASSWORD` and `MARIADB_ROOT_PASSWORD_HASH`, which the scripts do not
-//!   read, only name the reason in the message.
+//!   (official images: any value) or `ALLOW_EMPTY_PASSWORD=yes` (Bitnami), or where an option
+//!   file of the image gives the client a password; otherwise the server refuses them and they
+//!   fail at once with the fix. So: `MARIADB_RANDOM_ROOT_PASSWORD`, `MYSQL_RANDOM_ROOT_PASSWORD`
+//!   or `MARIADB_ROOT_PASSWORD_HASH` set (a password the pod does not hold; the scripts do not
+//!   read these, they only name the reason) and a secondary without the primary's root password
+//!   block the hooks; no password variable at all is a caution (an option file may hold one);
+//!   a container with no env at all is set up some other way and gets no claim.
 //!
 //! Dump mode stays open to a replica: on an empty volume both images' secondaries run CHANGE
 //! MASTER TO without a binary-log position and replay the freshly initialised primary's binary
@@ -34,7 +37,10 @@ pub(super) fn assess(subject: &Subject<'_>) -> Deployment {
     } else {
         "MYSQL"
     };
-    if let Some(p) = credentials(&env, x) {
+    // A container with no env at all is set up some other way (an image with its own option
+    // files): the env says nothing about the credentials, so nothing is claimed.
+    let bare = subject.container.env.as_ref().is_none_or(|e| e.is_empty());
+    if let Some(p) = credentials(&env, x).filter(|_| !bare) {
         problems.push(p);
     }
     Deployment { role, problems }
@@ -106,7 +112,7 @@ fn credentials(env: &Env<'_>, x: &str) -> Option<Problem> {
             &[Blocked::Backup, Blocked::Restore],
             format!(
                 "{n} is set, so the root password is not in the pod's env and the backup and \
-                 restore hooks cannot log in; put the root password in a Secret and give the \
+                 restore hooks cannot log in. Fix: put the root password in a Secret and give the \
                  container {x}_ROOT_PASSWORD_FILE or {x}_ROOT_PASSWORD from it"
             ),
         ));
@@ -119,24 +125,25 @@ fn credentials(env: &Env<'_>, x: &str) -> Option<Problem> {
         return None;
     }
     let [maria, mysql] = names("ROOT_PASSWORD");
-    let message = if m.is_empty() {
-        format!(
+    if m.is_empty() {
+        // Nothing in the env says what root's password is: an option file the client reads
+        // ([client] in the image's my.cnf or ~/.my.cnf) may give it, so this is a caution.
+        return Some(Problem::caution(format!(
             "the container has no {maria}[_FILE] nor {mysql}[_FILE], so the backup and restore \
-             hooks log in as root without a password and the server refuses them; give the \
-             container the root password from a Secret as {x}_ROOT_PASSWORD_FILE or \
+             hooks log in as root without a password, which the server refuses unless root's \
+             password is empty or an option file of the image gives the client one. Fix: give \
+             the container the root password from a Secret as {x}_ROOT_PASSWORD_FILE or \
              {x}_ROOT_PASSWORD"
-        )
-    } else {
+        )));
+    }
+    Some(Problem::blocking(
+        &[Blocked::Backup, Blocked::Restore],
         format!(
             "this replication secondary has no {maria}[_FILE] nor {mysql}[_FILE]: it holds the \
              primary's accounts, and without the primary's root password the backup and restore \
-             hooks are refused; give the container the primary's root password from its Secret \
-             as {x}_MASTER_ROOT_PASSWORD_FILE or {x}_MASTER_ROOT_PASSWORD"
-        )
-    };
-    Some(Problem::blocking(
-        &[Blocked::Backup, Blocked::Restore],
-        message,
+             hooks are refused. Fix: give the container the primary's root password from its \
+             Secret as {x}_MASTER_ROOT_PASSWORD_FILE or {x}_MASTER_ROOT_PASSWORD"
+        ),
     ))
 }
 
@@ -284,13 +291,20 @@ mod tests {
             assert!(d.problems[0].message.contains(n), "{d:?}");
             assert!(d.problems[0].message.contains("_FILE"), "{d:?}");
         }
-        // Nothing at all: blocked (Bitnami's "no" is not yes).
+        // No password (Bitnami's "no" is not yes): a caution, an option file may hold one.
         let d = assess_of(&container(
             "mariadb:11.4",
             &[("ALLOW_EMPTY_PASSWORD", "no")],
             &[],
         ));
-        assert!(blocked(&d), "{d:?}");
+        assert!(!d.problems.is_empty(), "{d:?}");
+        assert!(d.problems.iter().all(|p| p.blocks.is_empty()), "{d:?}");
+        assert!(d.problems[0].message.contains("Fix: give"), "{d:?}");
+        // No env at all: the image is set up some other way, nothing is claimed.
+        assert_eq!(
+            assess_of(&container("mariadb:11.4", &[], &[])),
+            Deployment::default()
+        );
         // The official mariadb image's replica keeps its own root.
         let d = assess_of(&container(
             "mariadb:11.4",

@@ -44,7 +44,7 @@ while [ -n "$h" ]; do
   i="$(v '.*_IO_Running') $(v '.*_SQL_Running')"
   r="replica of $h:$(v '.*_Port'), replication running, $(v 'Seconds_Behind_[^:]*')s behind"
   [ "$i" != "Yes Yes" ] || [ "$n" -eq 0 ] || break
-  late && die "replica of $h, after ${W}s: replication IO/SQL $i, $n tables: $(v Last_IO_Error) $(v Last_SQL_Error)"
+  late && die "replica of $h not replicating after ${W}s (IO/SQL $i, $n tables): $(v Last_IO_Error) $(v Last_SQL_Error)"
   sleep 2
   rs
   dbs
