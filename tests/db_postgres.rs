@@ -1224,6 +1224,14 @@ fn warnings_and_missing_files(major: u32) {
         assert!(run.elapsed < Duration::from_secs(20), "no wait: {run}");
     }
 
+    // The restore check in an Alpine-like userland (BusyBox sh), warnings and all.
+    if major >= 15
+        && let Some(r) = db::run_hook_busybox(&tpl(), Phase::Restore, &s.container())
+    {
+        r.assert_ok("restore check under busybox");
+        assert!(r.stdout.contains(warning), "{r}");
+    }
+
     // A copy without one table's file: it starts (nothing reads t during recovery) and the
     // check fails on opening t. The CHECKPOINT first: no WAL after it touches t.
     run_hook(&tpl(), Phase::Pre, &s.container())
