@@ -993,6 +993,14 @@ fn standby_pair_snapshot(major: u32) {
         "{app}"
     );
     assert!(app.stdout.contains("postgres (1 tables, 0 opened"), "{app}");
+    // The advised set-up: the standby's volume left out of the backup, so the restore gives it
+    // an empty volume and the image clones it from the restored primary.
+    let mut fresh = PgServer::clone_standby(&rp);
+    fresh.start();
+    let r = run_hook(&tpl(), Phase::Restore, &fresh.bitnami_container(Some(&rp))).expect("hook");
+    r.assert_ok("the check on a standby re-cloned from the restored primary");
+    assert!(r.stdout.contains("standby streaming from"), "{r}");
+    assert_eq!(fresh.rows_upto(committed), committed, "re-cloned rows");
     assert_eq!(rp.rows_upto(committed), committed, "primary rows");
     assert!(
         rs.replays_rows(rp.rows(), Duration::from_secs(30)),
