@@ -966,6 +966,41 @@ fn standby_pair_snapshot(major: u32) {
         sr.elapsed >= Duration::from_secs(3),
         "it waited for its primary: {sr}"
     );
+    // The same check as an app user (auth.enablePostgresUser=false): it cannot see the WAL
+    // receiver's details, passes, and says what it could not compare.
+    rp.psql("CREATE ROLE app LOGIN PASSWORD 'app-pw'")
+        .expect("app role");
+    db::wait_for(Duration::from_secs(30), || {
+        rs.psql("SELECT 1 FROM pg_roles WHERE rolname = 'app'")
+            .ok()
+            .filter(|r| r == "1")
+    })
+    .expect("the role replicates");
+    let pw = rs.tmp.path().join("app-password");
+    std::fs::write(&pw, "app-pw").expect("pw");
+    let app = run_hook(
+        &tpl(),
+        Phase::Restore,
+        &rs.bitnami_container(Some(&rp))
+            .with("POSTGRES_USER", "app")
+            .with("POSTGRES_PASSWORD_FILE", &pw.display().to_string()),
+    )
+    .expect("hook");
+    app.assert_ok("the standby's check as the app user");
+    assert!(
+        app.stdout
+            .contains("replay not compared: app lacks pg_read_all_stats"),
+        "{app}"
+    );
+    assert!(app.stdout.contains("postgres (1 tables, 0 opened"), "{app}");
+    // The advised set-up: the standby's volume left out of the backup, so the restore gives it
+    // an empty volume and the image clones it from the restored primary.
+    let mut fresh = PgServer::clone_standby(&rp);
+    fresh.start();
+    let r = run_hook(&tpl(), Phase::Restore, &fresh.bitnami_container(Some(&rp))).expect("hook");
+    r.assert_ok("the check on a standby re-cloned from the restored primary");
+    assert!(r.stdout.contains("standby streaming from"), "{r}");
+    assert_eq!(fresh.rows_upto(committed), committed, "re-cloned rows");
     assert_eq!(rp.rows_upto(committed), committed, "primary rows");
     assert!(
         rs.replays_rows(rp.rows(), Duration::from_secs(30)),
@@ -1197,6 +1232,14 @@ fn warnings_and_missing_files(major: u32) {
         assert!(run.elapsed < Duration::from_secs(20), "no wait: {run}");
     }
 
+    // The restore check in an Alpine-like userland (BusyBox sh), warnings and all.
+    if major >= 15
+        && let Some(r) = db::run_hook_busybox(&tpl(), Phase::Restore, &s.container())
+    {
+        r.assert_ok("restore check under busybox");
+        assert!(r.stdout.contains(warning), "{r}");
+    }
+
     // A copy without one table's file: it starts (nothing reads t during recovery) and the
     // check fails on opening t. The CHECKPOINT first: no WAL after it touches t.
     run_hook(&tpl(), Phase::Pre, &s.container())
@@ -1291,4 +1334,36 @@ fn annotation_bytes_with_the_longest_container_name() {
         "MEASURE postgres annotations, 63-char container: snapshot {snapshot} B, dump {dump} B"
     );
     assert!(snapshot <= 8192 && dump <= 8192, "{snapshot} {dump}");
+}
+
+/// The restore check's cost with many tables (each opened, one row read): `VHI_PG_MEASURE=1`,
+/// `VHI_PG_MEASURE_TABLES` tables (default 5000) of 100 rows each on PostgreSQL 15. Prints a
+/// MEASURE line; asserts only that the check passes and counts them.
+#[test]
+fn measure_restore_check_many_tables_pg15() {
+    if std::env::var("VHI_PG_MEASURE").ok().as_deref() != Some("1") {
+        eprintln!("measure_restore_check_many_tables_pg15: set VHI_PG_MEASURE=1 to run it");
+        return;
+    }
+    let Some(v) = db_pg::available(15) else {
+        return;
+    };
+    let tables: u32 = std::env::var("VHI_PG_MEASURE_TABLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5000);
+    let s = PgServer::init(&v, PgAuth::TrustLocal);
+    s.psql(&format!(
+        "DO $$BEGIN FOR i IN 1..{tables} LOOP EXECUTE format('CREATE TABLE m%s AS SELECT generate_series(1, 100) n', i); END LOOP; END$$"
+    ))
+    .expect("tables");
+    let run = run_hook(&tpl(), Phase::Restore, &s.container()).expect("restore");
+    run.assert_ok("restore check over many tables");
+    let want = format!("postgres ({} tables, {} opened", tables + 1, tables + 1);
+    assert!(run.stdout.contains(&want), "{run}");
+    eprintln!(
+        "MEASURE postgres restore check, {} tables: {:?}",
+        tables + 1,
+        run.elapsed
+    );
 }

@@ -16,10 +16,11 @@ until_s "$W"
 t=$(date +%s)
 f="Re-clone it from its primary: empty its data volume and restart the pod"
 # up: a server that answers, as a primary or a streaming standby (its WAL receiver's source
-# shows to a superuser or pg_read_all_stats only).
+# shows to a superuser or pg_read_all_stats only; read through to_json, as 9.6 and 10 have no
+# sender_host column).
 up() {
   pick || return 1
-  pq "$via" "SELECT pg_is_in_recovery(),(SELECT coalesce(sender_host||':'||sender_port,'(source hidden from '||current_user||')')FROM pg_stat_wal_receiver WHERE coalesce(status,'streaming')='streaming')" || { errs=" $w"; return 1; }
+  pq "$via" "SELECT pg_is_in_recovery(),(SELECT coalesce((to_json(r)->>'sender_host')||':'||(to_json(r)->>'sender_port'),'(source hidden from '||current_user||')')FROM pg_stat_wal_receiver r WHERE coalesce(status,'streaming')='streaming')" || { errs=" $w"; return 1; }
   case $o in
     f*) r=primary ;;
     "t|") errs=" in recovery and not streaming from a primary: its primary is not up, or this standby's copy is newer than its primary's (then: $f), or a recovery.signal or standby.signal was left in the data directory" && return 1 ;;
@@ -40,13 +41,17 @@ v=$o
 # to its WAL receiver. A copy taken after its primary's copy can have replayed changes the
 # restored primary lost: then it is ahead of it, or stops at WAL that differs from its own.
 e=
+z=0
 while [ "$r" != primary ]; do
-  pq "$via" "SELECT coalesce(status,'hidden'),latest_end_lsn,pg_last_wal_replay_lsn(),latest_end_lsn<pg_last_wal_replay_lsn(),pg_last_wal_replay_lsn()>='${e:-FFFFFFFF/0}' FROM pg_stat_wal_receiver" || die "cannot read the WAL receiver: $w"
+  q=NULL && [ -z "$e" ] || q="'$e'"
+  pq "$via" "SELECT coalesce(status,'hidden'),latest_end_lsn,pg_last_wal_replay_lsn(),latest_end_lsn<pg_last_wal_replay_lsn(),pg_last_wal_replay_lsn()>=coalesce($q,latest_end_lsn) FROM pg_stat_wal_receiver" || die "cannot read the WAL receiver: $w"
   case $o in
     hidden*) r="$r (replay not compared: $u lacks pg_read_all_stats)" && break ;;
     *"|t|"?) die "the standby is ahead of its primary: it replayed WAL to $(echo "$o" | cut -d'|' -f3), its primary has only $(echo "$o" | cut -d'|' -f2), so it holds changes the restored primary does not (its copy is newer). $f" ;;
     *"|f|t") break ;;
     streaming"|"[0-9]*) [ -n "$e" ] || e=$(echo "$o" | cut -d'|' -f2) ;;
+    # Streaming for 10 s and the primary sent nothing: the standby starts at the primary's end.
+    streaming"||"*) z=$((z + 1)) && [ $z -ge 5 ] && break ;;
   esac
   late && die "the standby does not replay its primary's WAL to ${e:-its end} within ${W}s (stopped at $(echo "$o" | cut -d'|' -f3)): its copy may be newer than its primary's and differ from it. $f"
   sleep 2
