@@ -20,7 +20,7 @@ f="Re-clone it from its primary: empty its data volume and restart the pod"
 # sender_host column).
 up() {
   pick || return 1
-  pq "$via" "SELECT pg_is_in_recovery(),(SELECT coalesce((to_json(r)->>'sender_host')||':'||(to_json(r)->>'sender_port'),'(source hidden from '||current_user||')')FROM pg_stat_wal_receiver r WHERE coalesce(status,'streaming')='streaming')" || { errs=" $w"; return 1; }
+  pq "$via" "SELECT pg_is_in_recovery(),(SELECT coalesce((to_json(r)->>'sender_host')||':'||(to_json(r)->>'sender_port'),'(sender hidden from '||current_user||')')FROM pg_stat_wal_receiver r WHERE coalesce(status,'streaming')='streaming')" || { errs=" $w"; return 1; }
   case $o in
     f*) r=primary ;;
     "t|") errs=" in recovery and not streaming from a primary: its primary is not up, or this standby's copy is newer than its primary's (then: $f), or a recovery.signal or standby.signal was left in the data directory" && return 1 ;;
