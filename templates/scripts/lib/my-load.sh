@@ -26,7 +26,7 @@ date >"$V/loading-$id" || die "cannot write $V/loading-$id"
 e=$F.err
 until_s "$L"
 t=$(date +%s)
-X=$L cl "$cli" <"$F" >/dev/null 2>"$e" || die "loading dump $id failed$(late && echo " (over ${L}s)"): $(grep -v '^-*$' "$e" | tail -n 3)"
+X=$L cl "$cli" <"$F" >/dev/null 2>"$e" || die "loading dump $id failed$(late && echo " (over ${L}s)"): $(grep -vx -- '-*' "$e" | tail -n 3)"
 mv -f "$V/loading-$id" "$V/loaded-$id"
 dbs
 say "loaded dump $id ($(wc -c <"$F") bytes) into ${r#*[!0-9]} in $(($(date +%s) - t))s, schemas:${s%,}"
