@@ -120,7 +120,13 @@ fn manifests(values: &[&str]) -> Vec<Value> {
 /// Every YAML document of `text` as PyYAML (YAML 1.1) reads it, as JSON; `None` when python3 or
 /// PyYAML is missing.
 fn yaml11(text: &str) -> Option<Vec<Value>> {
-    let mut child = Command::new("python3")
+    // Debian's interpreter, where tests/db/setup.sh installs python3-yaml; a python3 earlier on
+    // PATH (pyenv, a venv) need not have PyYAML.
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| !p.starts_with('/') || std::path::Path::new(p).exists())
+        .unwrap_or("python3");
+    let mut child = Command::new(python)
         .args([
             "-c",
             "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
