@@ -272,6 +272,18 @@ pub(crate) mod testing {
         }
     }
 
+    /// The assessment of `c`, run as the template of `engine` in a pod without labels.
+    pub fn assess_as(engine: &str, c: &Container) -> super::Deployment {
+        let image = crate::pod::image::ImageRef::parse(c.image.as_deref().unwrap_or_default()).ok();
+        let labels = std::collections::BTreeMap::new();
+        super::assess(&super::Subject {
+            engine,
+            image: image.as_ref(),
+            container: c,
+            labels: &labels,
+        })
+    }
+
     /// The same container with an `envFrom` (names unknown to the spec).
     pub fn with_env_from(mut c: Container) -> Container {
         c.env_from = Some(vec![EnvFromSource::default()]);

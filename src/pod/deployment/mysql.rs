@@ -149,27 +149,18 @@ fn credentials(env: &Env<'_>, x: &str) -> Option<Problem> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::super::testing::{container, with_env_from};
     use super::*;
-    use crate::pod::image::ImageRef;
     use k8s_openapi::api::core::v1::Container;
 
     fn assess_of(c: &Container) -> Deployment {
-        let image = ImageRef::parse(c.image.as_deref().unwrap_or_default()).ok();
-        let labels = BTreeMap::new();
         let engine = if c.image.as_deref().unwrap_or_default().contains("maria") {
             "mariadb"
         } else {
             "mysql"
         };
-        super::super::assess(&Subject {
-            engine,
-            image: image.as_ref(),
-            container: c,
-            labels: &labels,
-        })
+        super::super::testing::assess_as(engine, c)
     }
 
     fn blocked(d: &Deployment) -> bool {

@@ -140,19 +140,10 @@ fn app_user_problems(user: &str, version: Option<Version>, role: Role) -> Vec<Pr
 mod tests {
     use super::super::testing::{container, with_env_from};
     use super::*;
-    use crate::pod::image::ImageRef;
     use k8s_openapi::api::core::v1::Container;
-    use std::collections::BTreeMap;
 
     fn assess_of(c: &Container) -> Deployment {
-        let image = ImageRef::parse(c.image.as_deref().unwrap_or_default()).ok();
-        let labels = BTreeMap::new();
-        super::super::assess(&Subject {
-            engine: "postgresql",
-            image: image.as_ref(),
-            container: c,
-            labels: &labels,
-        })
+        super::super::testing::assess_as("postgresql", c)
     }
 
     const BITNAMI: &str = "docker.io/bitnami/postgresql:17.2.0-debian-12-r5";

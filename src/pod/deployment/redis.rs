@@ -297,18 +297,9 @@ fn login(
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::pod::image::ImageRef;
-    use std::collections::BTreeMap;
 
     fn assess_c(c: &k8s_openapi::api::core::v1::Container) -> Deployment {
-        let image = ImageRef::parse(c.image.as_deref().unwrap_or_default()).ok();
-        let labels = BTreeMap::new();
-        super::assess(&Subject {
-            engine: "redis",
-            image: image.as_ref(),
-            container: c,
-            labels: &labels,
-        })
+        assess_as("redis", c)
     }
 
     fn blocked(d: &Deployment, needle: &str) -> bool {
