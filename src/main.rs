@@ -362,7 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(log_format);
             let (cert, key) = match (tls_cert, tls_key) {
                 (Some(c), Some(k)) => (c, k),
-                _ => dev_certificates(&certs_dir)?,
+                _ => dev_certificates(&certs_dir, addr)?,
             };
             let cfg = ServeConfig {
                 addr,
@@ -487,9 +487,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a terminal: in a file or a log collector they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -497,16 +499,20 @@ fn init_logging(format: LogFormat) {
 }
 
 /// A development CA and localhost certificate, created once and reused.
-fn dev_certificates(dir: &std::path::Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn dev_certificates(
+    dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let files = tls::CertFiles::in_dir(dir);
     if !files.exist() {
         let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
         tls::generate(dir, &names, 90).context("creating development certificates")?;
         tracing::info!(dir = %dir.display(), "created a development CA and serving certificate for localhost");
     }
+    let ca = files.ca.display();
+    let port = addr.port();
     tracing::info!(
-        "no --tls-cert given: serving the development certificate; try: curl --cacert {} https://localhost:<port>/healthz",
-        files.ca.display()
+        "no --tls-cert given: serving the development certificate. Try: curl --cacert {ca} https://localhost:{port}/healthz ; and a postgres pod getting its hooks: curl --cacert {ca} -H 'Content-Type: application/json' --data-binary @examples/admission-review-postgres.json https://localhost:{port}/mutate"
     );
     Ok((files.cert, files.key))
 }
@@ -531,7 +537,8 @@ async fn serve(
                 Arc::new(cache)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "no Kubernetes API configured: per-namespace modes are off, every namespace uses --mode");
+                // Expected when trying it out on a workstation: say it once, calmly.
+                tracing::info!(reason = %e, "no Kubernetes cluster configured (not in a pod, no kubeconfig): namespace labels are not read, every namespace uses --mode {mode}");
                 Arc::new(NoNamespaces)
             }
         },
@@ -637,8 +644,17 @@ fn render_command(
                     eprintln!("Warning: {}: {w}", r.subject);
                 }
                 if print_patch && r.outcome.is_some() {
+                    // The patch is the webhook's, on the pod; for a workload, say where that
+                    // pod sits so the paths are not read as the workload's own.
+                    let kind = r.subject.split_once('/').map_or("", |(k, _)| k);
+                    let scope = match render::pod_template_pointer(kind) {
+                        Some(p) if !p.is_empty() => format!(
+                            " (the patch the webhook returns for each of its pods: paths are relative to the pod template at {p})"
+                        ),
+                        _ => String::new(),
+                    };
                     out.push_str(&format!(
-                        "# {}\n{}\n",
+                        "# {}{scope}\n{}\n",
                         r.subject,
                         serde_json::to_string_pretty(&r.patch)?
                     ));
