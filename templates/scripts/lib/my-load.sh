@@ -26,6 +26,8 @@ date >"$V/loading-$id" || die "cannot write $V/loading-$id"
 e=$F.err
 until_s "$L"
 t=$(date +%s)
+# The client's blank and dash-only lines are dropped: a regular expression, not a glob.
+# shellcheck disable=SC2063
 X=$L cl "$cli" <"$F" >/dev/null 2>"$e" || die "loading dump $id failed$(late && echo " (over ${L}s)"): $(grep -vx -- '-*' "$e" | tail -n 3)"
 mv -f "$V/loading-$id" "$V/loaded-$id"
 dbs
