@@ -1298,6 +1298,11 @@ fn deployment_problems(
         if p.blocks.contains(&Blocked::DumpMode) && carries_dump {
             phases.push(("dump-mode hooks", keys::INJECTED.to_owned()));
         }
+        if p.advice {
+            // Said at admission; the pod spec cannot show it followed, so a finding here could
+            // never be cleared (a PVC label, say, is not on the pod).
+            continue;
+        }
         if p.blocks.is_empty() {
             out.push(finding(
                 Severity::Warning,

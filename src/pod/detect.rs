@@ -587,7 +587,9 @@ fn decide_hooks(
             // Only dump mode is ruled out: said where dump mode is refused, if it applies.
             continue;
         }
-        let head = if left_out.is_empty() {
+        let head = if p.advice {
+            "note".to_owned()
+        } else if left_out.is_empty() {
             "the hooks may fail".to_owned()
         } else {
             left_out.join(", ")

@@ -190,6 +190,10 @@ pub struct Problem {
     pub blocks: Vec<Blocked>,
     /// What fails, why, and the fix, in the user's words (no "velero-hook-injector:" prefix).
     pub message: String,
+    /// Advice on how the deployment is backed up (a replica's own copy, say) that the hooks do
+    /// not depend on and that nothing in the pod spec can show to be followed: an admission
+    /// warning only, never a `render --check`/`audit` finding that could not be cleared.
+    pub advice: bool,
 }
 
 impl Problem {
@@ -198,6 +202,7 @@ impl Problem {
         Self {
             blocks: blocks.to_vec(),
             message: message.into(),
+            advice: false,
         }
     }
 
@@ -206,6 +211,16 @@ impl Problem {
         Self {
             blocks: Vec::new(),
             message: message.into(),
+            advice: false,
+        }
+    }
+
+    /// Advice: said when the pod is admitted, not reported by `render --check` or `audit`.
+    pub fn advice(message: impl Into<String>) -> Self {
+        Self {
+            blocks: Vec::new(),
+            message: message.into(),
+            advice: true,
         }
     }
 }

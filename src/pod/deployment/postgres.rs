@@ -48,8 +48,8 @@ pub(super) fn assess(subject: &Subject<'_>) -> Deployment {
     let role = role(subject, &env);
     let mut problems = Vec::new();
     match role {
-        Role::Replica { .. } => problems.push(Problem::caution(STANDBY_COPY)),
-        Role::Member { .. } => problems.push(Problem::caution(MEMBER_COPY)),
+        Role::Replica { .. } => problems.push(Problem::advice(STANDBY_COPY)),
+        Role::Member { .. } => problems.push(Problem::advice(MEMBER_COPY)),
         Role::Primary => {}
     }
     if let Some(user) = app_user_only(subject, &env) {
@@ -221,7 +221,7 @@ mod tests {
             let d = assess_of(&app_only(image));
             assert!(!d.blocks(Blocked::Backup), "{image}: {d:?}");
             assert!(d.blocks(Blocked::DumpMode), "{image}: {d:?}");
-            let caution = d.problems.iter().find(|p| p.blocks.is_empty());
+            let caution = d.problems.iter().find(|p| p.blocks.is_empty() && !p.advice);
             let m = &caution.expect("a caution").message;
             assert!(m.contains("GRANT pg_checkpoint TO \"app\""), "{m}");
             assert!(m.contains("auth.enablePostgresUser=true"), "{m}");
@@ -310,7 +310,7 @@ mod tests {
                 how: "POSTGRES_REPLICATION_MODE=slave"
             }
         );
-        assert_eq!(d.problems, [Problem::caution(STANDBY_COPY)], "{d:?}");
+        assert_eq!(d.problems, [Problem::advice(STANDBY_COPY)], "{d:?}");
         let primary = container(
             BITNAMI,
             &[
@@ -360,6 +360,6 @@ mod tests {
         );
         let d = assess_of(&c);
         assert_eq!(d.role, Role::Member { cluster: "repmgr" });
-        assert_eq!(d.problems, [Problem::caution(MEMBER_COPY)], "{d:?}");
+        assert_eq!(d.problems, [Problem::advice(MEMBER_COPY)], "{d:?}");
     }
 }
