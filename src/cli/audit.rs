@@ -1,0 +1,68 @@
+//! `audit` and `audit --apply`: report the pods of a cluster whose hooks are missing, break
+//! Velero's rules or drifted from the template, and optionally patch them.
+
+use anyhow::Context;
+
+use velero_hook_injector::cluster::audit;
+use velero_hook_injector::pod::backup_method::ClusterDefaults;
+use velero_hook_injector::reconcile::apply::{self, ApplyOptions};
+
+use super::exit::EXIT_PATCH_FAILED;
+use super::{OutputFormat, library};
+
+pub(crate) fn print_report(report: &audit::Report, output: OutputFormat) {
+    match output {
+        OutputFormat::Table => print!("{}", report.to_table()),
+        OutputFormat::Json => println!("{}", report.to_json()),
+    }
+}
+
+/// `audit`: the exit code (0 clean, 1 findings, 3 some `--apply` patch failed).
+pub(crate) fn audit_command(
+    namespace: Option<String>,
+    all_namespaces: bool,
+    client: audit::ClientOptions,
+    output: OutputFormat,
+    templates: Option<&std::path::Path>,
+    apply: Option<ApplyOptions>,
+    defaults: ClusterDefaults,
+) -> anyhow::Result<i32> {
+    let library = library(templates)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (report, run) = runtime.block_on(async {
+        let client = audit::connect(&client).await?;
+        let scope = if all_namespaces {
+            audit::Scope::AllNamespaces
+        } else {
+            audit::Scope::Namespace(
+                namespace.unwrap_or_else(|| client.default_namespace().to_owned()),
+            )
+        };
+        let pods = audit::list_pods(&client, &scope).await?;
+        let report = audit::audit_pods(scope.to_string(), &pods, &library, defaults);
+        let run = match &apply {
+            Some(opts) => Some(apply::apply_report(&client, &pods, &report, &library, opts).await),
+            None => None,
+        };
+        Ok::<_, audit::AuditError>((report, run))
+    })?;
+    let Some(run) = run else {
+        print_report(&report, output);
+        return Ok(i32::from(report.has_findings()));
+    };
+    match output {
+        OutputFormat::Table => print!("{}\n{}", report.to_table(), run.to_table()),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"audit": report, "apply": run}))?
+        ),
+    }
+    Ok(if run.summary.failed > 0 {
+        EXIT_PATCH_FAILED
+    } else {
+        i32::from(run.summary.remaining > 0)
+    })
+}
