@@ -37,6 +37,28 @@ pub struct MariaServer {
     proc: Option<Proc>,
 }
 
+/// A throwaway directory (named with `prefix`) holding a data directory made by
+/// mariadb-install-db with `extra` options, and the installer's private tmp.
+fn install_datadir(prefix: &str, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    let data = tmp.path().join("data");
+    let private_tmp = tmp.path().join("tmp");
+    std::fs::create_dir_all(&private_tmp).expect("tmpdir");
+    db::sh(
+        Command::new(INSTALL_DB)
+            .arg(format!("--tmpdir={}", private_tmp.display()))
+            .args(["--no-defaults", "--user=root"])
+            .args(extra)
+            .arg("--auth-root-authentication-method=normal")
+            .arg(format!("--datadir={}", data.display())),
+    )
+    .expect("mariadb-install-db");
+    (tmp, data)
+}
+
 impl MariaServer {
     /// mariadb-install-db + start + root password + app.t table.
     pub fn init() -> Self {
@@ -46,21 +68,7 @@ impl MariaServer {
     /// Like [`MariaServer::init`]; with `empty`, no schema is created (a freshly initialised
     /// volume). The metadata_lock_info plugin shows which sessions hold a backup lock.
     pub fn init_with(empty: bool) -> Self {
-        let tmp = tempfile::Builder::new()
-            .prefix("vhi-maria")
-            .tempdir()
-            .expect("tempdir");
-        let data = tmp.path().join("data");
-        let private_tmp = tmp.path().join("tmp");
-        std::fs::create_dir_all(&private_tmp).expect("tmpdir");
-        db::sh(
-            Command::new(INSTALL_DB)
-                .arg(format!("--tmpdir={}", private_tmp.display()))
-                .args(["--no-defaults", "--user=root", "--skip-test-db"])
-                .arg("--auth-root-authentication-method=normal")
-                .arg(format!("--datadir={}", data.display())),
-        )
-        .expect("mariadb-install-db");
+        let (tmp, data) = install_datadir("vhi-maria", &["--skip-test-db"]);
         let mut s = MariaServer {
             sock: tmp.path().join("mysqld.sock"),
             tmp,
@@ -473,13 +481,7 @@ impl MariaServer {
     }
 
     fn init_bitnami(port: u16, role: &[&str], sql: &str) -> Self {
-        let tmp = tempfile::Builder::new()
-            .prefix("vhi-maria-bitnami")
-            .tempdir()
-            .expect("tempdir");
-        let data = tmp.path().join("data");
-        let private_tmp = tmp.path().join("tmp");
-        std::fs::create_dir_all(&private_tmp).expect("tmpdir");
+        let (tmp, data) = install_datadir("vhi-maria-bitnami", &[]);
         let mut flags: Vec<String> = [
             "--binlog-format=ROW",
             "--log-bin=mysql-bin",
@@ -489,14 +491,6 @@ impl MariaServer {
         .chain(role)
         .map(|f| (*f).to_owned())
         .collect();
-        db::sh(
-            Command::new(INSTALL_DB)
-                .arg(format!("--tmpdir={}", private_tmp.display()))
-                .args(["--no-defaults", "--user=root"])
-                .arg("--auth-root-authentication-method=normal")
-                .arg(format!("--datadir={}", data.display())),
-        )
-        .expect("mariadb-install-db");
         let mut s = MariaServer {
             sock: tmp.path().join("mysqld.sock"),
             tmp,
