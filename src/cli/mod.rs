@@ -192,7 +192,7 @@ pub(crate) enum Command {
         #[arg(long, env = "VHI_DEFAULT_VOLUMES_TO_FS_BACKUP")]
         default_volumes_to_fs_backup: bool,
     },
-    /// List, show or validate hook templates.
+    /// List, show or validate hook templates, or print their webhook match condition.
     Templates {
         #[command(subcommand)]
         action: TemplatesAction,
@@ -286,6 +286,9 @@ pub(crate) enum TemplatesAction {
         /// The file (multi-document YAML).
         file: PathBuf,
     },
+    /// The CEL matchConditions expression that lets the API server skip the webhook for pods
+    /// that cannot matter (with --templates, widened by the custom templates).
+    MatchCondition,
 }
 
 fn mode(s: &str) -> Result<Mode, String> {

@@ -2,6 +2,7 @@
 //! embeds, Velero's annotation keys and value grammar, and the lint rules `audit` and
 //! `render --check` apply. Pure: no I/O.
 
+pub mod match_condition;
 pub mod rules;
 pub mod script;
 pub mod template;
