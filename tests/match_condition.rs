@@ -568,3 +568,46 @@ fn most_pods_the_webhook_leaves_alone_are_not_sent() {
         "{idle_sent} of {idle} idle pods call the webhook"
     );
 }
+
+const SHIPPED: &str = "charts/velero-hook-injector/files/match-condition.cel";
+
+/// The chart ships the expression for the built-in templates; it must be the current one.
+#[test]
+fn the_chart_ships_the_current_expression() {
+    let path = format!("{}/{SHIPPED}", env!("CARGO_MANIFEST_DIR"));
+    let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+    let current = match_condition::expression(&builtin());
+    assert!(
+        shipped == current,
+        "{SHIPPED} is not the expression the built-in templates give (a template's match rules or the generator changed). Regenerate it with:\n  cargo run -q -- templates match-condition > {SHIPPED}"
+    );
+}
+
+/// What the chart makes of the shipped expression for custom templates (their names and
+/// patterns in place of the placeholder clause, as tests/chart checks the rendering) compiles
+/// and calls the webhook for their pods.
+#[test]
+fn the_charts_widening_for_custom_templates_works() {
+    let custom = "name: cockroach\nengine: cockroachdb\ndescription: d\nmatch: {images: [cockroachdb/cockroach], imagePatterns: ['^crdb-\\d+$']}\nhooks:\n  preBackup: {command: [sync], onError: Continue, timeout: 30s}\n";
+    let mut library = builtin();
+    library.insert(Template::from_yaml("custom.yaml", custom).expect("template"));
+    let widened = match_condition::expression(&builtin()).replace(
+        match_condition::CHART_EXTRA,
+        r#"n in ["cockroach"] || n.matches("^crdb-\\d+$")"#,
+    );
+    let mut env = cel::Env::stdlib();
+    env.add_extension(cel::extensions::strings)
+        .expect("strings extension");
+    let cond = Condition {
+        program: env
+            .compile(&widened)
+            .expect("the widened expression compiles"),
+        env: Arc::new(env),
+    };
+    for image in ["cockroachdb/cockroach:v24.1", "crdb-23", "postgres:16"] {
+        let pod = db_pod(image);
+        assert!(cond.eval(&pod), "{image}");
+        check(&cond, &library, &pod, image).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(!cond.eval(&db_pod("nginx:1.25")));
+}

@@ -41,6 +41,11 @@ pub const VALID_IMAGE: &str = concat!(
     r"(?:@[a-z0-9+._-]+:[0-9a-fA-F]{32,})?$",
 );
 
+/// A clause the expression ends its image tests with, always false as generated: the Helm chart
+/// replaces it with its custom templates' image names and patterns (`n` is the image's last
+/// path segment there), so that they widen the shipped expression without a second copy of it.
+pub const CHART_EXTRA: &str = "n in []";
+
 /// The CEL expression for `library`: a `matchConditions` entry's `expression`. Pure.
 ///
 /// The output is stable (sorted names), so the chart can ship it and a test can compare.
@@ -99,6 +104,10 @@ pub fn expression(library: &Library) -> String {
     for p in &patterns {
         let _ = write!(out, "\n    || {p}");
     }
+    let _ = write!(
+        out,
+        "\n    // the chart puts the names and patterns of values.customTemplates here:\n    || {CHART_EXTRA}"
+    );
     out.push_str(")))))\n");
     out
 }
