@@ -524,14 +524,22 @@ prop_compose! {
     }
 }
 
+thread_local! {
+    /// Compiled once for all generated cases.
+    static GENERATED: (Library, Condition) = {
+        let library = builtin();
+        let cond = Condition::new(&library);
+        (library, cond)
+    };
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(768))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     #[test]
     fn generated_pods_the_webhook_acts_on_always_match(pod in pod()) {
-        let library = builtin();
-        let cond = Condition::new(&library);
-        check(&cond, &library, &pod, "generated pod").map_err(TestCaseError::fail)?;
+        GENERATED.with(|(library, cond)| check(cond, library, &pod, "generated pod"))
+            .map_err(TestCaseError::fail)?;
     }
 }
 

@@ -76,16 +76,6 @@ pub fn expression(library: &Library) -> String {
         "|| (has(object.metadata.labels) && {label} in object.metadata.labels && object.metadata.labels[{label}] != 'true')",
         label = cel_str(velero::EXCLUDE_LABEL)
     );
-    let _ = writeln!(
-        out,
-        "|| (has(object.spec) && has(object.spec.containers) && object.spec.containers.exists(c, has(c.image) && ("
-    );
-    let _ = writeln!(out, "  !c.image.matches({})", cel_str(VALID_IMAGE));
-    // `[x].exists(v, …)` binds v to x: Kubernetes' CEL has no let.
-    let _ = writeln!(
-        out,
-        "  || [c.image.split('@')[0]].exists(r, [r.substring(r.lastIndexOf('/') + 1).split(':')[0]].exists(n,"
-    );
     let map: Vec<String> = names
         .iter()
         .map(|(name, namespaces)| {
@@ -96,19 +86,31 @@ pub fn expression(library: &Library) -> String {
             format!("{}: [{}]", cel_str(name), spelled.join(", "))
         })
         .collect();
-    let _ = writeln!(out, "    [{{{}}}].exists(m, n in m", map.join(", "));
+    // `[x].exists(v, …)` binds v to x (Kubernetes' CEL has no let): the map is built once per
+    // pod, not once per container.
+    let _ = writeln!(
+        out,
+        "|| (has(object.spec) && has(object.spec.containers) && [{{{}}}].exists(m, object.spec.containers.exists(c, has(c.image) && (",
+        map.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "  [c.image.split('@')[0]].exists(r, [r.substring(r.lastIndexOf('/') + 1).split(':')[0]].exists(n,"
+    );
     let _ = write!(
         out,
-        "      && (size(m[n]) == 0 || m[n].exists(ns, ('/' + r.substring(0, r.lastIndexOf('/') + 1)).endsWith(ns))))"
+        "    (n in m && (size(m[n]) == 0 || m[n].exists(ns, ('/' + r.substring(0, r.lastIndexOf('/') + 1)).endsWith(ns))))"
     );
     for p in &patterns {
         let _ = write!(out, "\n    || {p}");
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "\n    // the chart puts the names and patterns of values.customTemplates here:\n    || {CHART_EXTRA}"
+        "\n    // the chart puts the names and patterns of values.customTemplates here:\n    || {CHART_EXTRA}))"
     );
-    out.push_str(")))))\n");
+    // Last: the dearest test (a regex over the whole reference), needed only to hear about
+    // references detection cannot parse.
+    let _ = writeln!(out, "  || !c.image.matches({})))))", cel_str(VALID_IMAGE));
     out
 }
 
