@@ -619,3 +619,74 @@ fn the_charts_widening_for_custom_templates_works() {
     }
     assert!(!cond.eval(&db_pod("nginx:1.25")));
 }
+
+/// The API server's limit for one CEL expression (`PerCallLimit`, k8s.io/apiserver/pkg/apis/cel/config.go).
+const PER_CALL_LIMIT: u64 = 1_000_000;
+
+/// cel-go's runtime cost of the expression for `pod`, estimated from the charges of its cost
+/// tracker (docs/match-conditions.md): the validity regex, `ceil((1+len)/10) * ceil(len(regex)/4)`
+/// per container, dominates; string traversals (`split`, `lastIndexOf`, `substring`, …) add
+/// `ceil(len/10)` each, and operations, list literals and the pattern prefixes a fixed amount.
+fn estimated_cost(pod: &Value) -> u64 {
+    let regex = (match_condition::VALID_IMAGE.len() as u64).div_ceil(4);
+    let annotations = pod["metadata"]["annotations"]
+        .as_object()
+        .map_or(0, |a| a.len() as u64);
+    let containers: u64 = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["image"].as_str().map_or(0, str::len) as u64)
+        .map(|len| regex * (1 + len).div_ceil(10) + 6 * len.div_ceil(10) + 100)
+        .sum();
+    400 + 6 * annotations + containers
+}
+
+/// The worst case a real pod can be: 100 containers, each with the longest valid reference (a
+/// 255-character name, a 128-character tag and a digest). The condition still answers right,
+/// and its estimated cost stays far within the API server's limit.
+#[test]
+fn the_worst_case_pod_stays_far_within_the_budget() {
+    let library = builtin();
+    let cond = Condition::new(&library);
+    let registry = "registry.example.internal:5000/";
+    let mut name = String::from(registry);
+    while name.len() < 240 {
+        name.push_str("segment/");
+    }
+    name.push_str(&"x".repeat(255 - name.len()));
+    let image = format!(
+        "{name}:{}@sha256:{}",
+        "t".repeat(128),
+        "0123456789abcdef".repeat(4)
+    );
+    assert!(
+        image.len() > 450,
+        "{} characters: not the longest reference",
+        image.len()
+    );
+    let containers: Vec<Value> = (0..100)
+        .map(|i| json!({"name": format!("c{i}"), "image": image}))
+        .collect();
+    let mut pod = json!({
+        "metadata": {"name": "big", "annotations": {"team": "a"}},
+        "spec": {"containers": containers}
+    });
+    assert!(!cond.eval(&pod), "no container is a database");
+    check(&cond, &library, &pod, "100 long images").unwrap_or_else(|e| panic!("{e}"));
+    let cost = estimated_cost(&pod);
+    println!(
+        "estimated cost of 100 containers with {}-character references: {cost} of {PER_CALL_LIMIT}",
+        image.len()
+    );
+    assert!(
+        cost * 3 < PER_CALL_LIMIT,
+        "estimated cost {cost} is more than a third of the API server's per-expression limit {PER_CALL_LIMIT}"
+    );
+    // A database behind all of them is still found.
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "db", "image": format!("{registry}bitnami/postgresql:16")}));
+    assert!(cond.eval(&pod));
+}
