@@ -690,3 +690,56 @@ fn the_worst_case_pod_stays_far_within_the_budget() {
         .push(json!({"name": "db", "image": format!("{registry}bitnami/postgresql:16")}));
     assert!(cond.eval(&pod));
 }
+
+/// `templates match-condition` prints the shipped expression; `--templates` widens it exactly
+/// (custom names join the map, with their namespaces), and a bad file is refused with the reason.
+#[test]
+fn the_cli_prints_the_expression() {
+    let bin = env!("CARGO_BIN_EXE_velero-hook-injector");
+    let out = std::process::Command::new(bin)
+        .args(["templates", "match-condition"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        match_condition::expression(&builtin())
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("custom.yaml");
+    std::fs::write(
+        &file,
+        "name: cockroach\nengine: cockroachdb\ndescription: d\nmatch: {images: [cockroachdb/cockroach]}\nhooks:\n  preBackup: {command: [sync], onError: Continue, timeout: 30s}\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(bin)
+        .args(["templates", "match-condition", "--templates"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("'cockroach': ['/cockroachdb/']"), "{text}");
+
+    std::fs::write(&file, "name: x\n").expect("write");
+    let out = std::process::Command::new(bin)
+        .args(["templates", "match-condition", "--templates"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("custom.yaml"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
