@@ -293,6 +293,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The regex and the parser agree on every string made of the characters references
+        /// use (and a few they must not), in every arrangement.
+        #[test]
+        fn valid_image_regex_is_the_parser(
+            image in "([a-zA-Z0-9]{0,6}[./:@_-]{0,2}){0,8}|[ a-f0-9A-Z.:@/_-]{0,24}|(localhost|reg.io:5000|Reg)/[a-z]{1,4}(__|--|[._])?[a-z0-9]{0,3}(:[A-Za-z0-9_.-]{0,4})?(@sha256:[0-9a-f]{30,34})?",
+        ) {
+            let re = regex::Regex::new(VALID_IMAGE).expect("regex");
+            proptest::prop_assert_eq!(re.is_match(&image), ImageRef::parse(&image).is_ok(), "{:?}", image);
+        }
+    }
+
     #[test]
     fn custom_templates_widen_the_expression() {
         let plain = expression(&builtin());
