@@ -728,7 +728,7 @@ fn the_cli_prints_the_expression() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("'cockroach': ['/cockroachdb/']"), "{text}");
+    assert!(text.contains("'/cockroachdb/cockroach'"), "{text}");
 
     std::fs::write(&file, "name: x\n").expect("write");
     let out = std::process::Command::new(bin)

@@ -13,7 +13,7 @@
 //!   when Velero would not read it as meant);
 //! - a container in `spec.containers` (the only list detection reads) has an image that is not a
 //!   valid reference (the webhook warns), or whose repository a template matches: its last path
-//!   segment is looked up in a map of the templates' names, and a name that templates list only
+//!   segment is looked up in a list of the templates' names, and a name that templates list only
 //!   under a namespace (`mariadb/server`) also needs that namespace as the segment before it;
 //!   `imagePatterns` are tested with a cheap literal prefix first and the regex only behind it.
 //!
@@ -76,30 +76,36 @@ pub fn expression(library: &Library) -> String {
         "|| (has(object.metadata.labels) && {label} in object.metadata.labels && object.metadata.labels[{label}] != 'true')",
         label = cel_str(velero::EXCLUDE_LABEL)
     );
-    let map: Vec<String> = names
+    // Names any namespace may carry, and the `/ns/name` suffixes of those only some may.
+    let plain: Vec<String> = names
         .iter()
-        .map(|(name, namespaces)| {
-            let spelled: Vec<String> = namespaces
-                .iter()
-                .map(|ns| cel_str(&format!("/{ns}/")))
-                .collect();
-            format!("{}: [{}]", cel_str(name), spelled.join(", "))
-        })
+        .filter(|(_, ns)| ns.is_empty())
+        .map(|(name, _)| cel_str(name))
         .collect();
-    // `[x].exists(v, …)` binds v to x (Kubernetes' CEL has no let): the map is built once per
-    // pod, not once per container.
+    let prefixed: Vec<String> = names
+        .iter()
+        .filter(|(_, ns)| !ns.is_empty())
+        .map(|(name, _)| cel_str(name))
+        .collect();
+    let suffixes: Vec<String> = names
+        .iter()
+        .flat_map(|(name, ns)| ns.iter().map(move |ns| cel_str(&format!("/{ns}/{name}"))))
+        .collect();
     let _ = writeln!(
         out,
-        "|| (has(object.spec) && has(object.spec.containers) && [{{{}}}].exists(m, object.spec.containers.exists(c, has(c.image) && (",
-        map.join(", ")
+        "|| (has(object.spec) && has(object.spec.containers) && object.spec.containers.exists(c, has(c.image) && ("
     );
+    // `[x].exists(v, …)` binds v to x: Kubernetes' CEL has no let.
     let _ = writeln!(
         out,
         "  [c.image.split('@')[0]].exists(r, [r.substring(r.lastIndexOf('/') + 1).split(':')[0]].exists(n,"
     );
+    let _ = writeln!(out, "    n in [{}]", plain.join(", "));
     let _ = write!(
         out,
-        "    (n in m && (size(m[n]) == 0 || m[n].exists(ns, ('/' + r.substring(0, r.lastIndexOf('/') + 1)).endsWith(ns))))"
+        "    || (n in [{}]\n      && [{}].exists(s, ('/' + r.substring(0, r.lastIndexOf('/') + 1) + n).endsWith(s)))",
+        prefixed.join(", "),
+        suffixes.join(", ")
     );
     for p in &patterns {
         let _ = write!(out, "\n    || {p}");
@@ -110,7 +116,7 @@ pub fn expression(library: &Library) -> String {
     );
     // Last: the dearest test (a regex over the whole reference), needed only to hear about
     // references detection cannot parse.
-    let _ = writeln!(out, "  || !c.image.matches({})))))", cel_str(VALID_IMAGE));
+    let _ = writeln!(out, "  || !c.image.matches({}))))", cel_str(VALID_IMAGE));
     out
 }
 
@@ -308,16 +314,13 @@ mod tests {
     #[test]
     fn custom_templates_widen_the_expression() {
         let plain = expression(&builtin());
-        assert!(plain.contains("'postgres': []"), "{plain}");
+        assert!(plain.contains("'postgres'"), "{plain}");
         assert!(!plain.contains("'cockroach'"));
         let lib = builtin_lib_with(
             "name: cockroach\nengine: cockroachdb\ndescription: d\nmatch: {images: [cockroachdb/cockroach], imagePatterns: ['^crdb-\\d+$']}\nhooks:\n  preBackup: {command: [sync], onError: Continue, timeout: 30s}\n",
         );
         let widened = expression(&lib);
-        assert!(
-            widened.contains("'cockroach': ['/cockroachdb/']"),
-            "{widened}"
-        );
+        assert!(widened.contains("'/cockroachdb/cockroach'"), "{widened}");
         assert!(widened.contains("n.startsWith('crdb-')"), "{widened}");
         assert_eq!(expression(&builtin()), plain, "stable output");
     }
