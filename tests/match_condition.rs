@@ -626,7 +626,8 @@ const PER_CALL_LIMIT: u64 = 1_000_000;
 /// cel-go's runtime cost of the expression for `pod`, estimated from the charges of its cost
 /// tracker (docs/match-conditions.md): the validity regex, `ceil((1+len)/10) * ceil(len(regex)/4)`
 /// per container, dominates; string traversals (`split`, `lastIndexOf`, `substring`, …) add
-/// `ceil(len/10)` each, and operations, list literals and the pattern prefixes a fixed amount.
+/// `ceil(len/10)` each, and operations, list literals, the name lists' `in` (one unit per name)
+/// and the pattern prefixes a fixed amount.
 fn estimated_cost(pod: &Value) -> u64 {
     let regex = (match_condition::VALID_IMAGE.len() as u64).div_ceil(4);
     let annotations = pod["metadata"]["annotations"]
@@ -637,9 +638,9 @@ fn estimated_cost(pod: &Value) -> u64 {
         .into_iter()
         .flatten()
         .map(|c| c["image"].as_str().map_or(0, str::len) as u64)
-        .map(|len| regex * (1 + len).div_ceil(10) + 6 * len.div_ceil(10) + 100)
+        .map(|len| regex * (1 + len).div_ceil(10) + 6 * len.div_ceil(10) + 150)
         .sum();
-    400 + 6 * annotations + containers
+    50 + 6 * annotations + containers
 }
 
 /// The worst case a real pod can be: 100 containers, each with the longest valid reference (a
