@@ -343,6 +343,12 @@ hooks:
     assert expr == "x"
 
 
+def test_custom_templates_of_the_wrong_shape_do_not_break_the_render(render):
+    # The server refuses such a file with the reason; the chart still renders.
+    expr = database_condition(render({"customTemplates": "name: x\nmatch: {images: postgres}\n"}).webhook)
+    assert expr == shipped_match_condition()
+
+
 def test_user_match_conditions_cannot_take_the_database_condition_name(render):
     with pytest.raises(helm.HelmRenderError, match="database-pods-only is the chart's own condition"):
         render({"webhook": {"matchConditions": [{"name": "database-pods-only", "expression": "true"}]}})

@@ -156,11 +156,16 @@ the image names (last path segment) and imagePatterns of customTemplates, so tha
 {{- range $doc := regexSplit "(?m)^---\\s*$" (.Values.customTemplates | default "") -1 -}}
 {{- $t := fromYaml $doc -}}
 {{- if and $t (kindIs "map" $t.match) -}}
+{{- /* A template of the wrong shape is refused by the server with the reason; skip it here. */ -}}
+{{- if kindIs "slice" $t.match.images -}}
 {{- range $t.match.images -}}
 {{- $names = append $names (last (splitList "/" (toString .))) -}}
 {{- end -}}
+{{- end -}}
+{{- if kindIs "slice" $t.match.imagePatterns -}}
 {{- range $t.match.imagePatterns -}}
 {{- $patterns = append $patterns (printf "n.matches(%s)" (toJson (toString .))) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
