@@ -791,7 +791,7 @@ fn a_pod_in_dump_mode_is_clean_under_file_system_backup() {
         default_volumes_to_fs_backup: true,
     };
     let mut p = db_pod(json!({}));
-    let d = velero_hook_injector::pod::detect::decide_with(&p, &lib, fsb);
+    let d = velero_hook_injector::hooks::detect::decide_with(&p, &lib, fsb);
     assert!(
         d.dump_volume.is_some(),
         "dump mode expected: {:?}",

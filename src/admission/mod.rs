@@ -18,9 +18,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::admission::policy::{Mode, NamespaceLookup, NoNamespaces};
+use crate::hooks::detect::{self, Outcome};
 use crate::hooks::template::Library;
 use crate::pod::backup_method::ClusterDefaults;
-use crate::pod::detect::{self, Outcome};
 
 /// The only AdmissionReview version served; v1beta1 is refused (see README).
 pub const API_VERSION: &str = "admission.k8s.io/v1";

@@ -17,12 +17,12 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use regex::Regex;
 use serde::Serialize;
 
+use crate::hooks::detect::{self, Assess, Outcome};
 use crate::hooks::template::Library;
 use crate::hooks::velero::{self, MAX_HOOK_TIMEOUT};
 use crate::keys;
 use crate::pod::backup_method::{self, ClusterDefaults, Method};
 use crate::pod::deployment::{self, Blocked, Subject};
-use crate::pod::detect::{self, Assess, Outcome};
 use crate::pod::image::ImageRef;
 use crate::pod::version::{self, Version};
 
