@@ -1,5 +1,5 @@
 //! The pure admission path, `admission::review(body, &library)`: parse the AdmissionReview,
-//! detect, render the template, build and serialise the patch. See BENCHMARKS.md.
+//! detect, render the template, build and serialise the patch. See docs/performance.md.
 //!
 //! `cargo bench --bench admission`
 
