@@ -99,7 +99,7 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         namespace_policy: NamespacePolicy,
         /// Async worker threads. An admission costs ~20 µs, so two workers serve tens of
-        /// thousands per second; each extra worker costs memory (BENCHMARKS.md). Default: the
+        /// thousands per second; each extra worker costs memory (docs/performance.md). Default: the
         /// CPUs available, at most 2.
         #[arg(long, env = "VHI_WORKER_THREADS")]
         worker_threads: Option<std::num::NonZeroUsize>,

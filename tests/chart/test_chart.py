@@ -59,7 +59,7 @@ def make_ca_pem() -> str:
 CA_PEM = make_ca_pem()
 CA_B64 = base64.b64encode(CA_PEM.encode()).decode()
 
-# A custom template in the server's template schema (see README "Custom templates").
+# A custom template in the server's template schema (see docs/templates.md, "Custom templates").
 CUSTOM_TEMPLATES = """\
 name: acme-db
 engine: acme
