@@ -877,6 +877,16 @@ fn dump_mode_restore_paths(name: &str) {
         before,
         "every row kept"
     );
+    // The same path in an Alpine-like userland (BusyBox sh and applets).
+    if let Some(bb) = db::run_hook_busybox(&t, Phase::Restore, &rc) {
+        bb.assert_ok("the retained volume under busybox");
+        assert!(bb.stdout.contains("restore check passed"), "{bb}");
+        assert_eq!(
+            tx_state(&s, "app").expect("state"),
+            before,
+            "nothing loaded"
+        );
+    }
     assert!(
         !std::fs::read_dir(s.dump_dir()).expect("dump dir").any(|e| e
             .expect("entry")

@@ -756,6 +756,12 @@ fn dump_mode_restore_paths(major: u32) {
     );
     assert_eq!(s.rows_upto(total), total, "every row kept");
     assert_eq!(s.psql("SELECT count(*) FROM u").expect("u"), "1");
+    // The same path in an Alpine-like userland (BusyBox sh and applets).
+    if let Some(bb) = db::run_hook_busybox(&dump_tpl(), Phase::Restore, &rc) {
+        bb.assert_ok("the retained volume under busybox");
+        assert!(bb.stdout.contains("restore check passed"), "{bb}");
+        assert_eq!(s.psql("SELECT count(*) FROM u").expect("u"), "1");
+    }
     assert!(
         !std::fs::read_dir(&rdir).expect("dump dir").any(|e| e
             .expect("entry")
