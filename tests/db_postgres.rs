@@ -962,9 +962,16 @@ fn measure_dump_mode(major: u32) {
     assert_eq!(fresh.rows_upto(committed), fresh.rows_upto(u64::MAX));
     let sums = fresh.pgbench_sums().expect("sums");
     assert!(sums.iter().all(|x| *x == sums[0]), "{sums:?}");
+    // The same backup restored with the data volume's snapshot: nothing loaded, only checked.
+    let mut snap = s.snapshot();
+    let sc = restored(&snap, &snap.tmp.path().join("vhi-dump"), &dump);
+    snap.spawn();
+    let back = run_hook(&dump_tpl(), Phase::Restore, &sc).expect("check");
+    back.assert_ok("came back");
+    assert!(back.stdout.contains("nothing loaded"), "{back}");
     eprintln!(
-        "MEASURE postgres dump mode PG{major} ({}) pgbench -s {scale}: database {size}, dump {bytes} bytes, pre hook {:?}, restore hook {:?}",
-        v.client_source, pre.elapsed, run.elapsed
+        "MEASURE postgres dump mode PG{major} ({}) pgbench -s {scale}: database {size}, dump {bytes} bytes, pre hook {:?}, restore hook {:?} (load), {:?} (snapshot came back: recovery and check)",
+        v.client_source, pre.elapsed, run.elapsed, back.elapsed
     );
 }
 
