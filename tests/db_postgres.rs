@@ -1493,7 +1493,8 @@ fn standby_ahead_of_primary(major: u32, quiet: bool) {
 }
 
 /// The template's annotations for a 63-character container name (the longest Kubernetes
-/// allows), snapshot and dump mode, under the 8 KiB budget. Prints MEASURE lines.
+/// allows), snapshot mode under the 8 KiB budget, dump mode under its own 12 KiB (its restore
+/// hook carries the restore check too; src/hooks/template.rs). Prints MEASURE lines.
 #[test]
 fn annotation_bytes_with_the_longest_container_name() {
     let name = "c".repeat(63);
@@ -1506,7 +1507,7 @@ fn annotation_bytes_with_the_longest_container_name() {
     eprintln!(
         "MEASURE postgres annotations, 63-char container: snapshot {snapshot} B, dump {dump} B"
     );
-    assert!(snapshot <= 8192 && dump <= 8192, "{snapshot} {dump}");
+    assert!(snapshot <= 8192 && dump <= 12 * 1024, "{snapshot} {dump}");
 }
 
 /// The restore check's cost with many tables (each opened, one row read): `VHI_PG_MEASURE=1`,
