@@ -300,6 +300,36 @@ fn restore_hook_good(major: u32) {
         before,
         "the restore hook changed data"
     );
+    restore_line_in_pod_log(&c);
+}
+
+/// The restore check's result line also reaches the pod's own log (`kubectl logs`): VHI_PODLOG
+/// stands in for the main process's stdout (/proc/1/fd/1). A target that cannot be written, or
+/// a FIFO nobody reads (a log pipe nobody drains), changes neither the exit code nor the line.
+fn restore_line_in_pod_log(c: &db::Container) {
+    let target = c.tmp.join("pid1-stdout");
+    std::fs::write(&target, "").expect("pod log stand-in");
+    let mut w = c.clone();
+    w.set("VHI_PODLOG", &target.display().to_string());
+    let run = run_hook(&tpl(), Phase::Restore, &w).expect("restore hook");
+    run.assert_ok("restore hook with a writable pod log");
+    let pod_log = std::fs::read_to_string(&target).expect("pod log");
+    assert!(
+        pod_log.starts_with("velero-hook[postgres]: restore check passed") && pod_log == run.stdout,
+        "the pod log gets the hook's result line, once: {pod_log:?} vs {run}"
+    );
+    let mut u = c.clone();
+    u.set("VHI_PODLOG", "/nonexistent/dir/stdout");
+    let run = run_hook(&tpl(), Phase::Restore, &u).expect("restore hook");
+    run.assert_ok("restore hook with no pod log");
+    assert!(run.stdout.contains("restore check passed"), "{run}");
+    let fifo = c.tmp.join("pid1-fifo");
+    db::sh(std::process::Command::new("mkfifo").arg(&fifo)).expect("mkfifo");
+    let mut f = c.clone();
+    f.set("VHI_PODLOG", &fifo.display().to_string());
+    let run = run_hook(&tpl(), Phase::Restore, &f).expect("restore hook");
+    run.assert_ok("restore hook with a pod log nobody reads");
+    assert!(run.stdout.contains("restore check passed"), "{run}");
 }
 
 /// (7) bad copies: every broken restore makes the hook fail within its deadline, saying why.
