@@ -610,11 +610,16 @@ impl Report {
             Verdict::NotFinished => {
                 out.push_str("The restore is not finished: run again later, or with --wait.\n")
             }
-            Verdict::NotAllPassed => out.push_str(
-                "Not every database passed: the summary is the hook's own last line; the full \
-                 output is in the Velero server log (kubectl -n <velero namespace> logs \
-                 deploy/velero | grep 'restore=<name>') and the pod's own log (kubectl logs).\n",
-            ),
+            Verdict::NotAllPassed => {
+                let _ = writeln!(
+                    out,
+                    "Not every database passed. The summary is the hook's last line; its whole \
+                     output is in the Velero server log (kubectl -n VELERO_NAMESPACE logs \
+                     deploy/velero | grep 'restore={}'), its result line also in the pod's log \
+                     (kubectl -n NAMESPACE logs POD).",
+                    self.restore
+                );
+            }
         }
         out
     }
