@@ -5,4 +5,4 @@
 # failure: a target that is missing, not this user's or not writable is skipped, and tee gets
 # 2 seconds (a log pipe nobody drains, or a FIFO nobody reads, would otherwise hold the hook).
 PL=${VHI_PODLOG:-/proc/1/fd/1}
-podlog() { [ ! -w "$PL" ] || printf '%s\n' "$1" | timeout 2 tee -a "$PL" >/dev/null 2>&1 || :; }
+podlog() { [ ! -w "$PL" ] || printf '%s\n' "$1" | timeout 2 tee -a -- "$PL" >/dev/null 2>&1 || :; }
