@@ -69,8 +69,11 @@ pub enum SourceError {
          --velero-namespace with the namespace Velero runs in"
     )]
     NoServer(String),
-    /// Any other API failure.
-    #[error("{what}: {error}")]
+    /// Any other API failure (the cluster unreachable, the API server failing).
+    #[error(
+        "{what}: {}: check that kubectl reaches the cluster with the same --context/--kubeconfig",
+        super::audit::chain(.error)
+    )]
     Api {
         /// What was being read.
         what: String,
