@@ -374,9 +374,18 @@ fn restore_hook_bad(major: u32) {
     let mut r = s.snapshot();
     std::fs::write(r.data.join("standby.signal"), "").expect("signal");
     let c = wait(r.container());
+    let pod_log = c.tmp.join("pid1-stdout");
+    std::fs::write(&pod_log, "").expect("pod log stand-in");
+    let c = c.with("VHI_PODLOG", &pod_log.display().to_string());
     let run = restore_hook_racing(&mut r, c, Duration::ZERO);
     run.assert_fails_with("left in recovery", "not streaming from a primary");
     bounded(&run);
+    // The failure's line reaches the pod's own log too (lib/podlog.sh).
+    let line = std::fs::read_to_string(&pod_log).expect("pod log");
+    assert!(
+        line.starts_with("velero-hook[postgres]: ERROR: ") && run.stderr.ends_with(&line),
+        "the pod log gets the ERROR line: {line:?} vs {run}"
+    );
 
     // A good copy, but the restored pod's password does not match the database's: the hook
     // fails as soon as the server says so, not at its deadline (here 600 s).
