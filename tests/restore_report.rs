@@ -100,13 +100,17 @@ fn list(items: Vec<Value>) -> Value {
     json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": items})
 }
 
-/// The Velero server pod as the Helm chart labels it (`name=velero`), restarted once.
-fn server_pod() -> Value {
+/// In a fake server log: what comes before it is the log of the server's previous run (the pod
+/// then says its container restarted once), what follows, the current run's.
+const RESTART: &str = "\n--- the Velero server restarted here ---\n";
+
+/// The Velero server pod as the Helm chart labels it (`name=velero`).
+fn server_pod(restarts: u32) -> Value {
     json!({
         "metadata": {"name": "velero-7d9f8-x2x4z", "namespace": "velero", "labels": {"name": "velero"}},
         "spec": {"containers": [{"name": "velero", "image": "velero/velero:v1.18.1"}]},
         "status": {"phase": "Running", "containerStatuses": [{"name": "velero", "ready": true,
-            "restartCount": 0, "image": "velero/velero:v1.18.1", "imageID": "",
+            "restartCount": restarts, "image": "velero/velero:v1.18.1", "imageID": "",
             "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}}}]}
     })
 }
@@ -197,14 +201,24 @@ fn serve(
                 "/api/v1/namespaces/velero/pods" if query.contains("deploy%3Dvelero") => {
                     json_response(&list(vec![]))
                 }
-                "/api/v1/namespaces/velero/pods" => json_response(&list(vec![server_pod()])),
+                "/api/v1/namespaces/velero/pods" => {
+                    json_response(&list(vec![server_pod(u32::from(log.contains(RESTART)))]))
+                }
                 "/api/v1/namespaces/velero/pods/velero-7d9f8-x2x4z/log" => match log_status {
                     Some(code) => api_status(
                         code,
                         "Forbidden",
                         "pods \"velero-7d9f8-x2x4z\" is forbidden: User \"jane\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"velero\"",
                     ),
-                    None => respond(StatusCode::OK, "text/plain", log.clone().into_bytes()),
+                    None => {
+                        let (previous, current) = log.split_once(RESTART).unwrap_or(("", &log));
+                        let part = if query.contains("previous=true") {
+                            previous
+                        } else {
+                            current
+                        };
+                        respond(StatusCode::OK, "text/plain", part.as_bytes().to_vec())
+                    }
                 },
                 other => panic!("unexpected request {other}?{query}"),
             };
@@ -360,6 +374,23 @@ async fn logfmt_server_log_gives_each_database_its_result() {
             ("pg-0", "passed"),
             ("redis-0", "still-running")
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_server_s_previous_log_is_read_too() {
+    let lines: Vec<String> = logfmt_hook_log(RESTORE)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // pg-0's hook ran before the server restarted; the others after.
+    let (before, after) = lines.split_at(3);
+    let log = format!("{}{RESTART}{}", before.join("\n"), after.join("\n"));
+    let (report, paths) = report_with_log(log, "FinalizingPartiallyFailed").await;
+    assert_four_outcomes(&report);
+    assert!(
+        paths.iter().any(|p| p.contains("previous=true")),
+        "{paths:?}"
     );
 }
 
