@@ -3,7 +3,6 @@
 # marker into $id, or a loud failure when the dump is missing or cut short; a dump loaded before
 # ends the hook (a second run is a no-op), and a load that began and did not finish fails it
 # (never a second load over half of one).
-. ./lib/podlog.sh
 [ -f "$F" ] || die "no dump at $F: the backup holds none, nothing loaded"
 l=$(tail -n 1 "$F")
 case $l in

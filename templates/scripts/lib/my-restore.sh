@@ -8,11 +8,11 @@
 # once it replicates and holds user tables: after a dump-mode restore its empty volume fills from
 # the primary, so it is waited for within the same deadline.
 . ./lib/common.sh
-. ./lib/podlog.sh
 W=${VHI_RESTORE_WAIT_SECONDS:-600}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS is not a number"
 . ./lib/my.sh
 . ./lib/my-dbs.sh
+. ./lib/podlog.sh
 until_s "$W"
 t=$(date +%s)
 until s=$(my -e "SELECT VERSION(), (SELECT SUPPORT FROM information_schema.ENGINES WHERE ENGINE = 'InnoDB'), @@innodb_force_recovery" 2>"$E"); do

@@ -8,11 +8,11 @@
 # for the restore log: version, role, each database's tables and size, and psql's warnings.
 T=postgres
 . ./lib/common.sh
-. ./lib/podlog.sh
 W=${VHI_RESTORE_WAIT_SECONDS:-600}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/pg.sh
 . ./lib/pg-dbs.sh
+. ./lib/podlog.sh
 until_s "$W"
 t=$(date +%s)
 f="Re-clone it from its primary: empty its data volume and restart the pod"

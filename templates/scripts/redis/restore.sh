@@ -7,10 +7,10 @@
 # One line for the restore log: version, role, persistence mode, keys per database.
 T=redis
 . ./lib/common.sh
-. ./lib/podlog.sh
 W=${VHI_RESTORE_WAIT_SECONDS:-900}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/redis.sh
+. ./lib/podlog.sh
 until_s "$W"
 t=$(date +%s)
 until o=$(r PING) && refused "$o" && [ "$o" = PONG ] && [ "$(field loading)" = 0 ]; do
