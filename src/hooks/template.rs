@@ -816,7 +816,7 @@ mod tests {
     /// it; the marker the admission adds is counted too. Measured with the longest container
     /// name Kubernetes allows, which every hook's container annotation and the marker repeat.
     /// 8.5 KiB since the restore checks copy their result line to the pod's own log
-    /// (lib/podlog.sh): +224 bytes for MySQL (8153 -> 8377), the largest; still 3% of the
+    /// (lib/podlog.sh): +227 bytes for MariaDB (8179 -> 8406), the largest; still 3% of the
     /// 256 KiB Kubernetes allows a pod's annotations.
     const ANNOTATION_BUDGET: usize = 8 * 1024 + 512;
     /// A container name of 63 characters, the DNS-1123 label limit.
