@@ -300,6 +300,36 @@ fn restore_hook_good(major: u32) {
         before,
         "the restore hook changed data"
     );
+    restore_line_in_pod_log(&c);
+}
+
+/// The restore check's result line also reaches the pod's own log (`kubectl logs`): VHI_PODLOG
+/// stands in for the main process's stdout (/proc/1/fd/1). A target that cannot be written, or
+/// a FIFO nobody reads (a log pipe nobody drains), changes neither the exit code nor the line.
+fn restore_line_in_pod_log(c: &db::Container) {
+    let target = c.tmp.join("pid1-stdout");
+    std::fs::write(&target, "").expect("pod log stand-in");
+    let mut w = c.clone();
+    w.set("VHI_PODLOG", &target.display().to_string());
+    let run = run_hook(&tpl(), Phase::Restore, &w).expect("restore hook");
+    run.assert_ok("restore hook with a writable pod log");
+    let pod_log = std::fs::read_to_string(&target).expect("pod log");
+    assert!(
+        pod_log.starts_with("velero-hook[postgres]: restore check passed") && pod_log == run.stdout,
+        "the pod log gets the hook's result line, once: {pod_log:?} vs {run}"
+    );
+    let mut u = c.clone();
+    u.set("VHI_PODLOG", "/nonexistent/dir/stdout");
+    let run = run_hook(&tpl(), Phase::Restore, &u).expect("restore hook");
+    run.assert_ok("restore hook with no pod log");
+    assert!(run.stdout.contains("restore check passed"), "{run}");
+    let fifo = c.tmp.join("pid1-fifo");
+    db::sh(std::process::Command::new("mkfifo").arg(&fifo)).expect("mkfifo");
+    let mut f = c.clone();
+    f.set("VHI_PODLOG", &fifo.display().to_string());
+    let run = run_hook(&tpl(), Phase::Restore, &f).expect("restore hook");
+    run.assert_ok("restore hook with a pod log nobody reads");
+    assert!(run.stdout.contains("restore check passed"), "{run}");
 }
 
 /// (7) bad copies: every broken restore makes the hook fail within its deadline, saying why.
@@ -344,9 +374,18 @@ fn restore_hook_bad(major: u32) {
     let mut r = s.snapshot();
     std::fs::write(r.data.join("standby.signal"), "").expect("signal");
     let c = wait(r.container());
+    let pod_log = c.tmp.join("pid1-stdout");
+    std::fs::write(&pod_log, "").expect("pod log stand-in");
+    let c = c.with("VHI_PODLOG", &pod_log.display().to_string());
     let run = restore_hook_racing(&mut r, c, Duration::ZERO);
     run.assert_fails_with("left in recovery", "not streaming from a primary");
     bounded(&run);
+    // The failure's line reaches the pod's own log too (lib/podlog.sh).
+    let line = std::fs::read_to_string(&pod_log).expect("pod log");
+    assert!(
+        line.starts_with("velero-hook[postgres]: ERROR: ") && run.stderr.ends_with(&line),
+        "the pod log gets the ERROR line: {line:?} vs {run}"
+    );
 
     // A good copy, but the restored pod's password does not match the database's: the hook
     // fails as soon as the server says so, not at its deadline (here 600 s).

@@ -38,6 +38,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     src!("lib/my-load.sh"),
     src!("lib/redis.sh"),
     src!("lib/mongo.sh"),
+    src!("lib/podlog.sh"),
     src!("postgres/pre.sh"),
     src!("postgres/restore.sh"),
     src!("postgres/dump.sh"),

@@ -13,6 +13,7 @@ L=${VHI_LOAD_SECONDS:-2700}
 [ "$L" -gt 0 ] 2>/dev/null || die "VHI_LOAD_SECONDS is not a number above 0"
 . ./lib/my.sh
 . ./lib/my-dbs.sh
+. ./lib/podlog.sh
 . ./lib/my-dm.sh
 . ./lib/load.sh
 until_s "$W"

@@ -6,6 +6,7 @@ W=${VHI_RESTORE_WAIT_SECONDS:-600}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS is not a number"
 . ./lib/my.sh
 . ./lib/my-dbs.sh
+. ./lib/podlog.sh
 until_s "$W"
 t=$(date +%s)
 . ./lib/my-check.sh

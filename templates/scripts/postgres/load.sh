@@ -17,6 +17,7 @@ W=${VHI_RESTORE_WAIT_SECONDS:-600}
 L=${VHI_LOAD_SECONDS:-2700}
 [ "$L" -gt 0 ] 2>/dev/null || die "VHI_LOAD_SECONDS is not a number above 0"
 . ./lib/pg.sh
+. ./lib/podlog.sh
 . ./lib/pg-dbs.sh
 . ./lib/pg-id.sh
 . ./lib/dump.sh
