@@ -13,7 +13,7 @@ elif [ -n "${CI:-}" ] && [ "${CI}" != 0 ] && [ "${CI}" != false ]; then
 else
   echo "tests/run.sh: SKIPPED the documentation link check: node or npm is not installed (install Node.js 18 or later to run it)"
 fi
-cargo test --all-targets --locked
+cargo test --all-targets --locked --no-fail-fast
 if [ -f tests/chart/run.sh ]; then
   bash tests/chart/run.sh
 fi
