@@ -194,7 +194,7 @@ fn chart_shaped_pods_of_the_real_deployments() {
 fn detection_test_images() -> Vec<String> {
     let mut out = Vec::new();
     for file in [
-        "src/pod/detect.rs",
+        "src/hooks/detect.rs",
         "src/hooks/template.rs",
         "src/pod/image.rs",
     ] {
