@@ -233,7 +233,7 @@ pub(crate) enum Command {
         #[arg(long)]
         templates: Option<PathBuf>,
     },
-    /// List, show or validate hook templates.
+    /// List, show or validate hook templates, or print their webhook match condition.
     Templates {
         #[command(subcommand)]
         action: TemplatesAction,
@@ -327,6 +327,9 @@ pub(crate) enum TemplatesAction {
         /// The file (multi-document YAML).
         file: PathBuf,
     },
+    /// The CEL matchConditions expression that lets the API server skip the webhook for pods
+    /// that cannot matter (with --templates, widened by the custom templates).
+    MatchCondition,
 }
 
 fn mode(s: &str) -> Result<Mode, String> {

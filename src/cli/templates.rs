@@ -1,7 +1,9 @@
-//! `templates list`, `templates show` and `templates validate`: the hook template library.
+//! `templates list`, `templates show`, `templates validate` and `templates match-condition`:
+//! the hook template library.
 
 use anyhow::bail;
 
+use velero_hook_injector::hooks::match_condition;
 use velero_hook_injector::hooks::template::Library;
 use velero_hook_injector::hooks::velero;
 
@@ -48,6 +50,7 @@ pub(crate) fn templates_command(
     let library = library(templates)?;
     match action {
         TemplatesAction::Validate { .. } => {}
+        TemplatesAction::MatchCondition => print!("{}", match_condition::expression(&library)),
         TemplatesAction::List => {
             println!("{:<10} {:<11} {:<36} IMAGES", "NAME", "ENGINE", "HOOKS");
             for t in library.iter() {

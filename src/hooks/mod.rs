@@ -3,6 +3,7 @@
 //! grammar, and the lint rules `audit` and `render --check` apply. Pure: no I/O.
 
 pub mod detect;
+pub mod match_condition;
 pub mod rules;
 pub mod script;
 pub mod template;

@@ -471,6 +471,18 @@ fn is_dns_label(s: &str) -> bool {
 /// Whether two `namespace/name` references name the same image once Bitnami's namespace aliases
 /// are folded into `bitnami`. Compares in place: this runs for every container and template
 /// entry on every admission (it used to build two Strings each time).
+/// Every spelling of a `match.images` namespace that matches the same images: `bitnami` and its
+/// aliases stand for each other, any other namespace only for itself.
+pub fn namespace_spellings(ns: &str) -> Vec<&str> {
+    if ns == "bitnami" || BITNAMI_ALIASES.contains(&ns) {
+        let mut all = vec!["bitnami"];
+        all.extend_from_slice(BITNAMI_ALIASES);
+        all
+    } else {
+        vec![ns]
+    }
+}
+
 fn same_namespaced(a: &str, b: &str) -> bool {
     fn parts(s: &str) -> (&str, &str) {
         match s.split_once('/') {

@@ -260,7 +260,7 @@ def test_webhook_defaults(render):
         "name": RELEASE, "namespace": NAMESPACE, "path": "/mutate", "port": 443,
     }
     assert "objectSelector" not in wh
-    assert "matchConditions" not in wh
+    assert wh["matchConditions"] == [{"name": "database-pods-only", "expression": shipped_match_condition()}]
 
 
 def test_webhook_fail_policy_and_timeout(render):
@@ -288,10 +288,76 @@ def test_object_selector_and_match_conditions(render):
     combo = COMBOS["everything"]["webhook"]
     wh = render(COMBOS["everything"]).webhook
     assert wh["objectSelector"] == combo["objectSelector"]
-    assert wh["matchConditions"] == combo["matchConditions"]
+    # The database condition first, then the user's own (Kubernetes ANDs them).
+    assert [c["name"] for c in wh["matchConditions"]] == ["database-pods-only", "not-a-job"]
+    assert wh["matchConditions"][1:] == combo["matchConditions"]
     mwc = render(COMBOS["everything"]).one("MutatingWebhookConfiguration")
     assert mwc["metadata"]["labels"]["team"] == "platform"
     assert mwc["metadata"]["annotations"]["example.com/owner"] == "platform"
+
+
+def shipped_match_condition() -> str:
+    """The generated expression the chart ships (tests/match_condition.rs keeps it current)."""
+    return (CHART_DIR / "files" / "match-condition.cel").read_text().strip()
+
+
+def database_condition(wh: dict) -> str | None:
+    found = [c["expression"] for c in wh.get("matchConditions", []) if c["name"] == "database-pods-only"]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_database_match_condition_is_the_generated_expression(render):
+    expr = database_condition(render().webhook)
+    assert expr == shipped_match_condition()
+    # Built from the template library: names, the namespaced names and the patterns' regexes.
+    for needle in ["'postgres', ", "'/mariadb/server'", "'/apache/kafka'",
+                   "n.matches('^mysql-\\\\d+(-c\\\\d+s)?$')", "k.startsWith('velero-hook-injector.io/')",
+                   "'velero.io/exclude-from-backup'", "n in []"]:
+        assert needle in expr, needle
+
+
+def test_database_match_condition_override_and_off(render):
+    wh = render({"webhook": {"databaseMatchCondition": {"expression": "true"}}}).webhook
+    assert wh["matchConditions"] == [{"name": "database-pods-only", "expression": "true"}]
+    wh = render({"webhook": {"databaseMatchCondition": {"enabled": False}}}).webhook
+    assert "matchConditions" not in wh
+    mine = [{"name": "not-a-job", "expression": "!has(object.metadata.ownerReferences)"}]
+    wh = render({"webhook": {"databaseMatchCondition": {"enabled": False}, "matchConditions": mine}}).webhook
+    assert wh["matchConditions"] == mine
+
+
+def test_custom_templates_widen_the_database_match_condition(render):
+    custom = CUSTOM_TEMPLATES + """---
+# a comment-only document is skipped
+---
+name: cockroach
+engine: cockroachdb
+description: d
+match:
+  images: [cockroachdb/cockroach, yugabytedb]
+  imagePatterns: ['^crdb-\\d+$']
+hooks:
+  preBackup: {command: [sync], onError: Continue, timeout: 30s}
+"""
+    expr = database_condition(render({"customTemplates": custom}).webhook)
+    widened = 'n in ["acme-db","cockroach","yugabytedb"] || n.matches("^crdb-\\\\d+$")'
+    assert expr == shipped_match_condition().replace("n in []", widened)
+    # An explicit expression (e.g. `templates match-condition --templates`) is taken as it is.
+    expr = database_condition(render({"customTemplates": custom,
+                                      "webhook": {"databaseMatchCondition": {"expression": "x"}}}).webhook)
+    assert expr == "x"
+
+
+def test_custom_templates_of_the_wrong_shape_do_not_break_the_render(render):
+    # The server refuses such a file with the reason; the chart still renders.
+    expr = database_condition(render({"customTemplates": "name: x\nmatch: {images: postgres}\n"}).webhook)
+    assert expr == shipped_match_condition()
+
+
+def test_user_match_conditions_cannot_take_the_database_condition_name(render):
+    with pytest.raises(helm.HelmRenderError, match="database-pods-only is the chart's own condition"):
+        render({"webhook": {"matchConditions": [{"name": "database-pods-only", "expression": "true"}]}})
 
 
 def test_two_releases_do_not_collide_on_cluster_scoped_names(render):
@@ -815,6 +881,8 @@ def test_service_monitor_tls_config_override(render):
         ({"reconciler": {"resync": "10 minutes"}}, "/reconciler/resync"),
         ({"reconciler": {"namespaces": ["Shop"]}}, "/reconciler/namespaces"),
         ({"reconciler": {"leaderElection": True}}, "leaderElection"),
+        ({"webhook": {"databaseMatchCondition": {"enabled": "yes"}}}, "/webhook/databaseMatchCondition/enabled"),
+        ({"webhook": {"databaseMatchCondition": {"expresion": "true"}}}, "expresion"),
     ],
 )
 def test_schema_rejects_invalid_values(chart, render, values, where):
@@ -857,6 +925,10 @@ def test_notes_explain_opt_in_and_check(render):
     assert "(warn mode): would inject" in render({"mode": "warn"}).notes
     assert "velero-hook-injector.io/exception" in render({"mode": "enforce"}).notes
     assert "velero-hook-injector.io/exception" not in notes
+    assert "only for pods that could be databases" in notes
+    assert "widened by customTemplates" in render({"customTemplates": CUSTOM_TEMPLATES}).notes
+    assert "calls the webhook for every pod" in render(
+        {"webhook": {"databaseMatchCondition": {"enabled": False}}}).notes
     fail_notes = render({"webhook": {"failurePolicy": "Fail"}, **CERT_MANAGER}).notes
     assert "failurePolicy is Ignore" not in fail_notes
     assert f"get certificate {RELEASE}-tls" in fail_notes

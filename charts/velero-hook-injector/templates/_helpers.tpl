@@ -139,3 +139,40 @@ share that map; the schema forbids users from setting the key).
 {{- printf "%s-ca" (include "vhi.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The database match condition (docs/match-conditions.md): webhook.databaseMatchCondition.expression
+when set, else the expression generated from the built-in templates (files/match-condition.cel,
+`velero-hook-injector templates match-condition`), whose placeholder clause `n in []` becomes
+the image names (last path segment) and imagePatterns of customTemplates, so that they widen it.
+*/}}
+{{- define "vhi.databaseMatchCondition" -}}
+{{- $c := .Values.webhook.databaseMatchCondition -}}
+{{- if $c.expression -}}
+{{- $c.expression -}}
+{{- else -}}
+{{- $names := list -}}
+{{- $patterns := list -}}
+{{- range $doc := regexSplit "(?m)^---\\s*$" (.Values.customTemplates | default "") -1 -}}
+{{- $t := fromYaml $doc -}}
+{{- if and $t (kindIs "map" $t.match) -}}
+{{- /* A template of the wrong shape is refused by the server with the reason; skip it here. */ -}}
+{{- if kindIs "slice" $t.match.images -}}
+{{- range $t.match.images -}}
+{{- $names = append $names (last (splitList "/" (toString .))) -}}
+{{- end -}}
+{{- end -}}
+{{- if kindIs "slice" $t.match.imagePatterns -}}
+{{- range $t.match.imagePatterns -}}
+{{- $patterns = append $patterns (printf "n.matches(%s)" (toJson (toString .))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $extra := printf "n in %s" ($names | uniq | toJson) -}}
+{{- if $patterns -}}
+{{- $extra = printf "%s || %s" $extra (join " || " $patterns) -}}
+{{- end -}}
+{{- .Files.Get "files/match-condition.cel" | trim | replace "n in []" $extra -}}
+{{- end -}}
+{{- end }}
