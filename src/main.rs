@@ -131,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mode,
             exclude_namespaces,
             default_volumes_to_fs_backup,
+            velero_namespace,
         } => {
             let defaults = ClusterDefaults {
                 default_volumes_to_fs_backup,
@@ -152,7 +153,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 output,
                 templates.as_deref(),
                 apply,
-                defaults,
+                audit::Velero {
+                    defaults,
+                    namespace: velero_namespace,
+                },
             ))
         }
         Command::Templates { action, templates } => templates_command(action, templates.as_deref()),

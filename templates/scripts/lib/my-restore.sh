@@ -8,7 +8,7 @@
 # once it replicates and holds user tables: after a dump-mode restore its empty volume fills from
 # the primary, so it is waited for within the same deadline.
 . ./lib/common.sh
-W=${VHI_RESTORE_WAIT_SECONDS:-600}
+W=${VHI_RESTORE_WAIT_SECONDS:-420}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS is not a number"
 . ./lib/my.sh
 . ./lib/my-dbs.sh

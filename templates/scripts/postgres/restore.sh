@@ -8,7 +8,7 @@
 # for the restore log: version, role, each database's tables and size, and psql's warnings.
 T=postgres
 . ./lib/common.sh
-W=${VHI_RESTORE_WAIT_SECONDS:-600}
+W=${VHI_RESTORE_WAIT_SECONDS:-420}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/pg.sh
 . ./lib/pg-dbs.sh
