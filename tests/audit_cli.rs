@@ -126,6 +126,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "post.hook.restore.velero.io/wait-timeout",
     ),
     (
+        "Pod/restore-hook-longer-than-velero-waits",
+        "restore-hook-exceeds-velero-wait",
+        "post.hook.restore.velero.io/exec-timeout",
+    ),
+    (
         "Pod/i2-init-without-command",
         "init-command-missing",
         "init.hook.restore.velero.io/command",
@@ -198,9 +203,9 @@ fn render_check_reports_every_bad_pattern_as_json() {
     assert!(missing.is_empty(), "missing findings: {missing:#?}");
     assert!(extra.is_empty(), "unexpected findings: {extra:#?}");
 
-    // 23 pod-bearing documents (the Service is not one), every one with findings.
-    assert_eq!(report["summary"]["checked"], 23);
-    assert_eq!(report["summary"]["withFindings"], 23);
+    // 24 pod-bearing documents (the Service is not one), every one with findings.
+    assert_eq!(report["summary"]["checked"], 24);
+    assert_eq!(report["summary"]["withFindings"], 24);
     let errors = report["summary"]["errors"].as_u64().expect("errors");
     let warnings = report["summary"]["warnings"].as_u64().expect("warnings");
     assert_eq!(errors + warnings, EXPECTED.len() as u64);
@@ -234,7 +239,7 @@ fn render_check_table_names_each_manifest_and_summarises() {
             "no row for {subject} {rule}:\n{stdout}"
         );
     }
-    assert!(stdout.contains("23 of 23 pods checked in"), "{stdout}");
+    assert!(stdout.contains("24 of 24 pods checked in"), "{stdout}");
     // Messages are wrapped below their row; the fix is whole once the lines are joined.
     let joined = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
