@@ -281,9 +281,8 @@ fn names_pods(entry: &str) -> bool {
 }
 
 fn includes_pods(included: &[String], excluded: &[String]) -> bool {
-    let excluded =
-        excluded.iter().any(|e| e != "*" && names_pods(e)) || excluded.iter().any(|e| e == "*");
-    !excluded && (included.is_empty() || included.iter().any(|e| names_pods(e)))
+    !excluded.iter().any(|e| names_pods(e))
+        && (included.is_empty() || included.iter().any(|e| names_pods(e)))
 }
 
 /// `metav1.LabelSelectorAsSelector(...).Matches`: every matchLabels pair and every expression
@@ -658,6 +657,46 @@ mod tests {
         assert!(includes(&s(&["*"]), &s(&["kube-*"]), "shop"));
         assert!(!includes(&s(&["*"]), &s(&["kube-*"]), "kube-system"));
         assert!(!includes(&s(&["shop"]), &[], "crm"));
+    }
+
+    #[test]
+    fn label_selectors_follow_kubernetes() {
+        let labels = BTreeMap::from([("app".to_owned(), "pg".to_owned())]);
+        let sel = |v: serde_json::Value| -> LabelSelector {
+            serde_json::from_value(v).expect("selector")
+        };
+        assert!(selector_matches(&sel(serde_json::json!({})), &labels));
+        assert!(selector_matches(
+            &sel(serde_json::json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]})),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(
+                serde_json::json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]})
+            ),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(
+                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]})
+            ),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(
+                serde_json::json!({"matchLabels": {"app": "pg"}, "matchExpressions": [{"key": "app", "operator": "In", "values": ["redis"]}]})
+            ),
+            &labels
+        ));
+        assert!(
+            !selector_matches(
+                &sel(
+                    serde_json::json!({"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]})
+                ),
+                &labels
+            ),
+            "an operator Velero rejects"
+        );
     }
 
     #[test]
