@@ -2,7 +2,7 @@
 //! takes and which of its `spec.hooks` run in them, read the way Velero reads them.
 //!
 //! Pure core: [`Schedule`] and friends are serde structs of only what is needed (unknown fields
-//! are ignored), [`ScheduleView::selects`] and [`hooks_for`] mirror Velero's pod selection and
+//! are ignored), [`ScheduleView::selects`] and [`ScheduleView::hooks_for`] mirror Velero's pod selection and
 //! hook selectors, and [`findings`] turns them into the `spec-hooks-shadowed` and
 //! `dump-data-volume-snapshotted` rule findings. The thin edge is [`list_schedules`].
 //!
