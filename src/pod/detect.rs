@@ -842,11 +842,13 @@ fn dump_mode_message(
         data_volumes.join(", "),
         snapshot_path_note(data_volumes),
         template
-            .dump_annotations("")
-            .and_then(|a| a
-                .get(&format!("{}exec-timeout", velero::POST_RESTORE))
-                .cloned())
-            .unwrap_or_else(|| "see the template".to_owned())
+            .fs_backup
+            .as_ref()
+            .and_then(|f| f.dump.as_ref()?.post_restore.as_ref())
+            .map_or_else(
+                || "see the template".to_owned(),
+                |h| h.exec_timeout.to_string()
+            )
     )
 }
 
