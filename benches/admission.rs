@@ -1,5 +1,5 @@
 //! The pure admission path, `admission::review(body, &library)`: parse the AdmissionReview,
-//! detect, render the template, build and serialise the patch. See BENCHMARKS.md.
+//! detect, render the template, build and serialise the patch. See docs/performance.md.
 //!
 //! `cargo bench --bench admission`
 
@@ -93,7 +93,7 @@ fn breakdown(c: &mut Criterion) {
         b.iter(|| admission::review(black_box(&lean), &library).expect("reviewed"))
     });
     g.bench_function("decide_parsed_pod", |b| {
-        b.iter(|| velero_hook_injector::pod::detect::decide(black_box(&pod), &library))
+        b.iter(|| velero_hook_injector::hooks::detect::decide(black_box(&pod), &library))
     });
     g.bench_function("review_whole", |b| {
         b.iter(|| admission::review(black_box(&body), &library).expect("reviewed"))

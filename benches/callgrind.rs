@@ -1,7 +1,7 @@
 //! A fixed number of admissions of one pod, for `valgrind --tool=callgrind` (instruction
 //! counts: deterministic, unlike time on a shared machine). Not a timing benchmark.
 //!
-//! cargo bench --bench callgrind --no-run, then (see BENCHMARKS.md):
+//! cargo bench --bench callgrind --no-run, then (see docs/performance.md):
 //! VHI_POD=typical VHI_ITERATIONS=1000 valgrind --tool=callgrind target/release/deps/callgrind-*
 
 #[path = "support/pods.rs"]

@@ -1,6 +1,6 @@
 //! The reconciler's cost against the fake API server of tests/reconcile (kube's mock client
 //! service, no network): heap held with 10,000 pods in its cache, time to reconcile 1,000
-//! unhooked pods, and the rate limit holding. See BENCHMARKS.md.
+//! unhooked pods, and the rate limit holding. See docs/performance.md.
 //!
 //! `cargo bench --bench reconcile`
 

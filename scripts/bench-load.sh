@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark of the webhook over keep-alive TLS, end to end (see BENCHMARKS.md):
+# Load benchmark of the webhook over keep-alive TLS, end to end (see docs/performance.md):
 #   - builds the release binary with the bench-null feature (adds POST /null: same listener,
 #     same TLS, same body reading, a fixed tiny 200 instead of the admission);
 #   - creates a certificate for localhost, starts the server, times process start -> /readyz 200;

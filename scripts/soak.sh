@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak test (not for CI; see RELIABILITY.md): the release server under a steady rate of
+# Soak test (not for CI; see docs/reliability.md): the release server under a steady rate of
 # admissions for MINUTES, with two certificate rotations (tls.crt/tls.key replaced atomically
 # by a new pair) and a template-library hot reload (serve --templates FILE) in the middle.
 # Passes when no admission failed, every rotation and the reload took effect, and memory stayed

@@ -14,6 +14,7 @@ use cli::audit::audit_command;
 use cli::certs::certs_command;
 use cli::exit::{FAILURE, error_report, exit_code, exit_with};
 use cli::render::{check_command, render_command};
+use cli::restore_report::restore_report_command;
 use cli::serve::{dev_certificates, init_logging, serve};
 use cli::templates::templates_command;
 use cli::{Cli, Command};
@@ -22,12 +23,28 @@ use cli::{Cli, Command};
 // error with `{:?}`, which for anyhow includes a stack backtrace whenever RUST_BACKTRACE or
 // RUST_LIB_BACKTRACE is set in the user's environment.
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        end_quietly_on_closed_stdout();
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprint!("{}", error_report(&e));
             std::process::ExitCode::from(FAILURE)
         }
+    }
+}
+
+/// `velero-hook-injector ... | head -1` closes stdout early. Rust ignores SIGPIPE, so every
+/// print!/println! after that would panic ("failed printing to stdout: Broken pipe"). The
+/// commands other than `serve` take the signal's default instead, as `cat` does: the process
+/// ends quietly at its next write and the shell sees the status it expects of a pipeline.
+/// `serve` keeps ignoring it: a client that hangs up must not end the server.
+fn end_quietly_on_closed_stdout() {
+    // SAFETY: called once at start, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -159,6 +176,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             ))
         }
+        Command::RestoreReport {
+            restore,
+            velero_namespace,
+            wait,
+            timeout,
+            output,
+            context,
+            kubeconfig,
+            templates,
+        } => exit_code(restore_report_command(cli::restore_report::Args {
+            target: velero_hook_injector::cluster::restore_source::Target {
+                restore,
+                velero_namespace,
+            },
+            wait: wait.then_some(timeout),
+            output,
+            client: audit::ClientOptions {
+                kubeconfig,
+                context,
+            },
+            templates,
+        })),
         Command::Templates { action, templates } => templates_command(action, templates.as_deref()),
         Command::Certs {
             service,

@@ -94,3 +94,44 @@ fn errors_are_one_message_with_causes_and_never_a_backtrace() {
         assert_eq!(plain.status.code(), Some(code), "{args:?}");
     }
 }
+
+const MANIFESTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/manifests/bad-hooks.yaml"
+);
+
+/// `velero-hook-injector ... | head -1`: the reader closes the pipe early. Every printing
+/// command ends quietly, as `cat` does (SIGPIPE's default), never with a panic message.
+#[test]
+fn a_closed_stdout_ends_printing_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    for args in [
+        &["templates", "show", "postgres"][..],
+        &["templates", "list"][..],
+        &["render", MANIFESTS][..],
+        &["render", "--check", "--output", "json", MANIFESTS][..],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Closed before the first write: that write finds no reader, whatever the output size.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.code() == Some(0),
+            "{args:?}: ended with {:?}, as a pipeline does not expect",
+            out.status
+        );
+    }
+}

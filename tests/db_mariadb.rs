@@ -623,8 +623,10 @@ fn dump_mode_fsb(name: &str) {
         run.stdout.trim()
     );
     assert!(
-        run.stdout.contains("loaded dump") && run.stdout.contains("app (6 tables"),
-        "{run}"
+        run.stdout.contains("loaded dump")
+            && run.stdout.contains("into the freshly initialised")
+            && run.stdout.contains("app (6 tables"),
+        "the path it took: {run}"
     );
     let k = assert_consistent(&fresh, from, committed, &format!("{name} dump mode"));
     assert_eq!(
@@ -680,7 +682,8 @@ fn dump_mode_fsb(name: &str) {
     let ec = wait(empty.image_container(IMAGE_ENV));
     run_hook(&t, Phase::Restore, &ec)
         .expect("hook")
-        .assert_fails_with("missing dump", "no dump at");
+        .assert_fails_with("missing dump", "no dump at")
+        .assert_fails_with("missing dump, no data", "nothing to restore from");
     let cut = empty.dump_dir().join("mysqldump.sql");
     let full = std::fs::read(stored.join("mysqldump.sql")).expect("dump");
     std::fs::write(&cut, &full[..full.len() / 2]).expect("cut");
@@ -756,17 +759,185 @@ fn dump_mode_fsb(name: &str) {
         assert!(run.stdout.contains("app (6 tables"), "{run}");
     }
 
-    // Never over user data: the original server with its own dump.
-    run_hook(&t, Phase::Restore, &wait(c))
-        .expect("hook")
-        .assert_fails_with("not fresh", "NOT loaded: the server already has");
-
     // A server with no user schema yet (the app has not created one): no dump, and why.
     let root_only = [IMAGE_ENV[0], IMAGE_ENV[4]];
     let e = MariaServer::init_like_image(&root_only);
     run_hook(&t, Phase::Pre, &e.image_container(&root_only))
         .expect("pre")
         .assert_fails_with("no user schema", "no user schema yet");
+}
+
+/// The container of `s` with its dump volume holding a copy of `store` (the backup's copy of
+/// the dump volume, restored by file-system restore), and a short wait.
+fn restored(s: &MariaServer, store: &std::path::Path) -> db::Container {
+    let _ = std::fs::remove_dir_all(s.dump_dir());
+    db::fsb_copy(store, &s.dump_dir(), Duration::ZERO);
+    s.image_container(IMAGE_ENV)
+        .with("VHI_RESTORE_WAIT_SECONDS", "60")
+}
+
+/// Waits until `s`, just spawned, answers.
+fn up(s: &MariaServer) {
+    db::wait_for(Duration::from_secs(60), || s.sql("SELECT 1").ok())
+        .unwrap_or_else(|| panic!("server up: {}", s.log()));
+}
+
+/// (8c) dump mode against what Velero does with the data volume. Kept out of file-system
+/// backup, it is still snapshotted where Velero can snapshot, and a PV with reclaim policy Retain
+/// comes back as it was. The restore hook loads nothing over the database the dump was taken
+/// from and checks it instead, whether it comes back as a crash-consistent snapshot (taken after
+/// the pre hook, transactions committed since included) or as the retained volume; a snapshot
+/// that lost a table's file fails that check; a backup without a usable dump checks what came
+/// back; another database's tables are never loaded over, nor is a dump that does not say where
+/// it came from. A load would drop and recreate the tables from the dump, losing the rows
+/// committed after it.
+fn dump_mode_restore_paths(name: &str) {
+    if !db_maria::available() {
+        return;
+    }
+    let t = dump_tpl(name);
+    let mut s = MariaServer::init_like_image(IMAGE_ENV);
+    app_schema(&s, "app");
+    let w = tx_writer(&s, "app");
+    assert!(w.progresses(20, Duration::from_secs(20)), "writer runs");
+    let c = s.image_container(IMAGE_ENV);
+    run_hook(&t, Phase::Pre, &c).expect("pre").assert_ok("dump");
+    let dumped = w.committed();
+    let backup = tempfile::tempdir().expect("backup store");
+    let store = backup.path().join("vhi-dump");
+    db::fsb_copy(&s.dump_dir(), &store, Duration::ZERO);
+    let last = std::fs::read_to_string(store.join("mysqldump.sql"))
+        .expect("dump")
+        .lines()
+        .last()
+        .expect("end marker")
+        .to_owned();
+    let origin = last
+        .split(" origin=")
+        .nth(1)
+        .expect("origin recorded")
+        .to_owned();
+    assert!(
+        s.sql("SELECT @@server_uuid").is_err() && origin.len() == "2026-01-01 00:00:00".len(),
+        "MariaDB has no server_uuid: the privilege table's creation time, {last:?}"
+    );
+    assert!(
+        w.progresses(10, Duration::from_secs(20)),
+        "commits after the dump"
+    );
+    let snapped = w.committed();
+    let mut snap = s.snapshot();
+    let mut torn = s.snapshot();
+    w.stop();
+
+    // A snapshot of the data volume came back (CSI): InnoDB recovery, then the hook.
+    let sc = restored(&snap, &store);
+    snap.spawn(&[]);
+    let run = run_hook(&t, Phase::Restore, &sc).expect("hook");
+    run.assert_ok("the snapshot of the dump's own database");
+    eprintln!("MEASURE {name} snapshot path: {}", run.stdout.trim());
+    assert!(
+        run.stdout
+            .contains("nothing loaded: the data volume came back with the database dump")
+            && run.stdout.contains(&format!("(identity {origin})"))
+            && run.stdout.contains("restore check passed"),
+        "{run}"
+    );
+    let k = assert_consistent(
+        &snap,
+        snapped,
+        i64::MAX as u64,
+        &format!("{name} snapshot path"),
+    );
+    assert!(k as u64 > dumped, "rows since the dump kept");
+    // The same snapshot that lost a table's file (the MyISAM one: InnoDB's redo log recreates a
+    // tablespace written since its checkpoint): the check opens every table, and fails.
+    std::fs::remove_file(torn.data.join("app").join("legacy.MYD")).expect("rm table file");
+    let tc = restored(&torn, &store);
+    torn.spawn(&[]);
+    run_hook(&t, Phase::Restore, &tc)
+        .expect("hook")
+        .assert_fails_with("a snapshot that lost a table file", "copy incomplete");
+
+    // The retained volume came back: the same data directory, a new server on it.
+    s.shutdown();
+    s.spawn(&[]);
+    up(&s);
+    let before = tx_state(&s, "app").expect("state");
+    let rc = restored(&s, &store);
+    let run = run_hook(&t, Phase::Restore, &rc).expect("hook");
+    run.assert_ok("the retained volume");
+    assert!(
+        run.stdout
+            .contains("nothing loaded: the data volume came back with the database dump"),
+        "{run}"
+    );
+    assert_eq!(
+        tx_state(&s, "app").expect("state"),
+        before,
+        "every row kept"
+    );
+    // The same path in an Alpine-like userland (BusyBox sh and applets).
+    if let Some(bb) = db::run_hook_busybox(&t, Phase::Restore, &rc) {
+        bb.assert_ok("the retained volume under busybox");
+        assert!(bb.stdout.contains("restore check passed"), "{bb}");
+        assert_eq!(
+            tx_state(&s, "app").expect("state"),
+            before,
+            "nothing loaded"
+        );
+    }
+    assert!(
+        !std::fs::read_dir(s.dump_dir()).expect("dump dir").any(|e| e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .starts_with("load")),
+        "no load began"
+    );
+    // No usable dump in the backup, the data came back: checked, nothing loaded.
+    std::fs::remove_file(s.dump_dir().join("mysqldump.sql")).expect("rm dump");
+    let run = run_hook(&t, Phase::Restore, &rc).expect("hook");
+    run.assert_ok("data back, no dump");
+    assert!(
+        run.stdout.contains("nothing loaded: no dump at")
+            && run.stdout.contains("restore check passed"),
+        "{run}"
+    );
+    // A dump that does not say where it came from (an older one) is not loaded over the tables
+    // that are there, and the hook says why.
+    let full = std::fs::read_to_string(store.join("mysqldump.sql")).expect("dump");
+    let old = full.replace(&format!(" origin={origin}"), "");
+    std::fs::write(s.dump_dir().join("mysqldump.sql"), old).expect("old dump");
+    run_hook(&t, Phase::Restore, &rc)
+        .expect("hook")
+        .assert_fails_with("a dump without its origin over data", "(not recorded)");
+    assert_eq!(
+        tx_state(&s, "app").expect("state"),
+        before,
+        "nothing loaded"
+    );
+
+    // Another database on the data volume (a volume not from this backup, or tables the image's
+    // init scripts made): the dump is not loaded over it, and the hook fails saying how to choose.
+    let other = MariaServer::init_like_image(IMAGE_ENV);
+    other
+        .sql("CREATE TABLE app.mine (k INT); INSERT INTO app.mine VALUES (7)")
+        .expect("other data");
+    let oc = restored(&other, &store);
+    let run = run_hook(&t, Phase::Restore, &oc).expect("hook");
+    run.assert_fails_with("another database's tables", "NOT loaded, nothing changed");
+    assert!(
+        run.stderr.contains("another database") && run.stderr.contains("empty the data volume"),
+        "{run}"
+    );
+    assert_eq!(
+        other
+            .sql("SELECT (SELECT COUNT(*) FROM app.mine), (SELECT COUNT(*) FROM information_schema.TABLES WHERE table_schema = 'app')")
+            .expect("other"),
+        "1\t1",
+        "nothing of the dump loaded"
+    );
 }
 
 /// (9) the control: without dump mode, a file-by-file copy of the live data directory (what
@@ -1431,6 +1602,8 @@ macro_rules! maria_matrix {
             fn s7_restore_hook_bad_copy() { super::restore_hook_bad($name) }
             #[test]
             fn s8_dump_mode_fsb() { super::dump_mode_fsb($name) }
+            #[test]
+            fn s8c_dump_mode_restore_paths() { super::dump_mode_restore_paths($name) }
             #[test]
             fn s10_replica_pair_snapshot() { super::replica_pair_snapshot($name) }
             #[test]

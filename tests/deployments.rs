@@ -47,13 +47,13 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use velero_hook_injector::admission::policy::{Mode, NoNamespaces};
 use velero_hook_injector::admission::{self, Context};
+use velero_hook_injector::hooks::detect;
 use velero_hook_injector::hooks::rules;
 use velero_hook_injector::hooks::template::Library;
 use velero_hook_injector::hooks::velero;
 use velero_hook_injector::keys;
 use velero_hook_injector::pod::backup_method::ClusterDefaults;
 use velero_hook_injector::pod::deployment::Role;
-use velero_hook_injector::pod::detect;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,7 @@
 //! Each case gets a clear, bounded answer; the server keeps answering good requests while bad
 //! clients hang on; nothing panics; and the spawned server's memory (VmRSS of its /proc entry,
 //! not this test process) returns to its baseline. `cargo test --test reliability -- --nocapture`
-//! prints the catalogue as a table (RELIABILITY.md quotes it).
+//! prints the catalogue as a table (docs/reliability.md quotes it).
 
 #[path = "common/server.rs"]
 mod server;

@@ -791,7 +791,7 @@ fn a_pod_in_dump_mode_is_clean_under_file_system_backup() {
         default_volumes_to_fs_backup: true,
     };
     let mut p = db_pod(json!({}));
-    let d = velero_hook_injector::pod::detect::decide_with(&p, &lib, fsb);
+    let d = velero_hook_injector::hooks::detect::decide_with(&p, &lib, fsb);
     assert!(
         d.dump_volume.is_some(),
         "dump mode expected: {:?}",
@@ -916,16 +916,16 @@ hooks:
     assert!(!f.message.contains(PRE), "{}", f.message);
 }
 
-/// The README's rule table has one row per rule, in the order of `rule::ALL`, each with a fix:
-/// messages send users there instead of to notes they do not have.
+/// The rule table in docs/policy.md has one row per rule, in the order of `rule::ALL`, each with
+/// a fix: messages send users there instead of to notes they do not have.
 #[test]
-fn readme_rule_table_has_one_row_per_rule() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let table = readme
+fn docs_rule_table_has_one_row_per_rule() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy.md"))
+        .expect("docs/policy.md");
+    let table = page
         .split("<!-- rule-table:")
         .nth(1)
-        .expect("rule-table marker in README.md");
+        .expect("rule-table marker in docs/policy.md");
     let rows: Vec<Vec<&str>> = table
         .lines()
         .skip(1)
@@ -934,12 +934,19 @@ fn readme_rule_table_has_one_row_per_rule() {
         .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
         .collect();
     let ids: Vec<&str> = rows.iter().map(|r| r[0].trim_matches('`')).collect();
-    assert_eq!(ids, rule::ALL, "README rule table vs rules::rule::ALL");
+    assert_eq!(
+        ids,
+        rule::ALL,
+        "docs/policy.md rule table vs rules::rule::ALL"
+    );
     for row in &rows {
         assert_eq!(row.len(), 5, "id, severity, what, why, fix: {row:?}");
         assert!(row.iter().all(|cell| !cell.is_empty()), "{row:?}");
     }
-    assert!(!readme.contains('§'), "README cites our internal notes");
+    assert!(
+        !page.contains('§'),
+        "docs/policy.md cites our internal notes"
+    );
 }
 
 /// Velero after v1.18.2 stops waiting for restore hooks after --resource-timeout (10m by

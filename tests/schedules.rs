@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use tower_test::mock;
 use velero_hook_injector::cluster::audit;
 use velero_hook_injector::cluster::schedules::{self, Schedule};
+use velero_hook_injector::hooks::detect;
 use velero_hook_injector::hooks::rules::{Finding, Severity, rule};
 use velero_hook_injector::hooks::template::Library;
 use velero_hook_injector::pod::backup_method::ClusterDefaults;
-use velero_hook_injector::pod::detect;
 
 const PRE: &str = "pre.hook.backup.velero.io/command";
 const POST: &str = "post.hook.backup.velero.io/command";

@@ -18,11 +18,11 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::admission::policy::{Mode, NamespaceLookup, NoNamespaces};
+use crate::hooks::detect::{self, Outcome};
 use crate::hooks::template::Library;
 use crate::pod::backup_method::ClusterDefaults;
-use crate::pod::detect::{self, Outcome};
 
-/// The only AdmissionReview version served; v1beta1 is refused (see README).
+/// The only AdmissionReview version served; v1beta1 is refused (see docs/reference.md).
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// Why a request body is not an AdmissionReview this webhook can answer.
@@ -185,7 +185,7 @@ pub fn review(body: &[u8], library: &Library) -> Result<Reviewed, ReviewError> {
 /// has a `valueFrom`, whose content is skipped) and whether it has an `envFrom`, and the volumes
 /// by type; the deployment assessment reads the env and the argv). The rest is skipped unparsed: `managedFields` alone is up to a third of a request's
 /// bytes, every entry a tree of JSON maps, and parsing everything took 37 µs of a typical
-/// database pod's 38 µs admission (BENCHMARKS.md). Fields read here are still type-checked.
+/// database pod's 38 µs admission (docs/performance.md). Fields read here are still type-checked.
 #[derive(Clone, Debug)]
 struct AdmittedPod(Pod);
 

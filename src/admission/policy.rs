@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::hooks::detect::{Decision, Outcome};
 use crate::hooks::velero;
-use crate::pod::detect::{Decision, Outcome};
 
 /// Namespace annotation that sets the mode for pods in that namespace.
 pub const MODE_ANNOTATION: &str = "velero-hook-injector.io/mode";

@@ -5,9 +5,9 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use crate::admission::patch;
+use crate::hooks::detect::{self, Outcome};
 use crate::hooks::template::Library;
 use crate::pod::backup_method::ClusterDefaults;
-use crate::pod::detect::{self, Outcome};
 
 /// Why a manifest could not be rendered.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! How a command ends: the error report for people (never a backtrace) and the exit codes
-//! (`render --check` and `audit`: 0 clean, 1 findings, 2 error, 3 some `--apply` patch failed).
+//! (`render --check` and `audit`: 0 clean, 1 findings, 2 error, 3 some `--apply` patch failed;
+//! `restore-report`: 0 every database passed, 1 not every one did, 2 error, 4 not finished).
 
 /// Exit code of a command that failed (`render --check` and `audit` use [`exit_with`]'s codes).
 pub(crate) const FAILURE: u8 = 1;
@@ -27,6 +28,12 @@ pub(crate) fn exit_with(result: anyhow::Result<bool>) -> ! {
 
 /// Exit code when some `audit --apply` patch failed.
 pub(crate) const EXIT_PATCH_FAILED: i32 = 3;
+
+/// Exit code of `restore-report` when some database failed or was not run (or none was found).
+pub(crate) const EXIT_NOT_ALL_PASSED: i32 = 1;
+
+/// Exit code of `restore-report` when the restore is not finished (nothing failed so far).
+pub(crate) const EXIT_NOT_FINISHED: i32 = 4;
 
 /// Ends the process with `code`, or 2 after printing the error.
 pub(crate) fn exit_code(result: anyhow::Result<i32>) -> ! {

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod certs;
 pub(crate) mod exit;
 pub(crate) mod render;
+pub(crate) mod restore_report;
 pub(crate) mod serve;
 pub(crate) mod templates;
 
@@ -49,6 +50,14 @@ pub(crate) enum OutputFormat {
     /// For people: one row per finding with its message, and a summary.
     Table,
     /// For machines: {scope, summary, pods: [{namespace, name, findings}]}.
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// For people: the restore's state, one row per database with its result and summary line.
+    Table,
+    /// For machines: {restore, status, databases: [{namespace, pod, database, result, ...}], verdict}.
     Json,
 }
 
@@ -99,7 +108,7 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         namespace_policy: NamespacePolicy,
         /// Async worker threads. An admission costs ~20 µs, so two workers serve tens of
-        /// thousands per second; each extra worker costs memory (BENCHMARKS.md). Default: the
+        /// thousands per second; each extra worker costs memory (docs/performance.md). Default: the
         /// CPUs available, at most 2.
         #[arg(long, env = "VHI_WORKER_THREADS")]
         worker_threads: Option<std::num::NonZeroUsize>,
@@ -196,6 +205,38 @@ pub(crate) enum Command {
         /// Without Velero's CRDs this is skipped with one line on stderr.
         #[arg(long, env = "VHI_VELERO_NAMESPACE", default_value = "velero")]
         velero_namespace: String,
+    },
+    /// Per restored database, what its restore hook said: passed, failed, not run or still
+    /// running, with the hook's own summary line. Reads the Restore, the pods it restored and
+    /// the Velero server's log (where Velero >= 1.14 keeps restore hook output). Needs get on
+    /// restores.velero.io and list pods and get pods/log in Velero's namespace, and list pods in
+    /// every namespace (chart: restoreReport.rbac.create). Exit code: 0 every database passed,
+    /// 1 some failed or was not run (or none has our hook), 2 error, 4 restore not finished.
+    RestoreReport {
+        /// The Restore's name (velero restore get).
+        restore: String,
+        /// The namespace Velero runs in and keeps its Restores in.
+        #[arg(long, default_value = "velero")]
+        velero_namespace: String,
+        /// Wait until the restore is finished (Completed, PartiallyFailed, Failed or
+        /// FailedValidation: hooks included), reading it every 5 seconds.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (Go duration) and report what is known (exit 4).
+        #[arg(long, default_value = "30m", value_parser = duration, requires = "wait")]
+        timeout: Duration,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ReportFormat,
+        /// Kubeconfig context to use (default: the current context).
+        #[arg(long)]
+        context: Option<String>,
+        /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster account).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Custom templates file added to the built-ins (names the database of custom templates).
+        #[arg(long)]
+        templates: Option<PathBuf>,
     },
     /// List, show or validate hook templates.
     Templates {

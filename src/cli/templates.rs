@@ -95,7 +95,7 @@ pub(crate) fn templates_command(
             print_scripts("", &annotations);
             if let Some(dump) = t.dump_annotations(&container) {
                 println!(
-                    "\n# dump mode (file-system backup, when the pod's annotations allow it; the webhook also adds the vhi-dump volume and one backup.velero.io list, see the README):\n{}",
+                    "\n# dump mode (file-system backup, when the pod's annotations allow it; the webhook also adds the vhi-dump volume and one backup.velero.io list, see docs/file-system-backup.md):\n{}",
                     serde_json::to_string_pretty(&dump)?
                 );
                 print_scripts("dump mode ", &dump);

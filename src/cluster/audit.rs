@@ -54,7 +54,7 @@ pub enum AuditError {
 
 /// An error and its sources as one line, skipping sources whose text is already included
 /// (kube's connection errors say only `client error (Connect)`; the cause is further down).
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(e) = next {

@@ -22,12 +22,12 @@ use kube::api::{Api, ListParams};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::hooks::detect::{self, Outcome};
 use crate::hooks::rules::{Finding, Severity, rule};
 use crate::hooks::template::Library;
 use crate::hooks::velero;
 use crate::keys;
 use crate::pod::backup_method::{BACKUP_VOLUMES, BACKUP_VOLUMES_EXCLUDES, ClusterDefaults};
-use crate::pod::detect::{self, Outcome};
 
 /// A Velero Schedule, as much of it as the rules read.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

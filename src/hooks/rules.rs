@@ -4,7 +4,8 @@
 //! database engine and version of the container the hooks run in) and returns findings. The
 //! facts behind each rule come from Velero's source; the case numbers in the comments below (B2,
 //! E5, I2…) are those of the developers' Velero hooks notes. Messages never quote them: a user
-//! has the rule id, the README's rule table, and where one exists the upstream Velero issue.
+//! has the rule id, the rule table in docs/policy.md, and where one exists the upstream Velero
+//! issue.
 //! [`check_pod`] adds the two checks that need the
 //! template library: database pods without hooks, and injected hooks that differ from the
 //! template as it is now.
@@ -17,12 +18,12 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use regex::Regex;
 use serde::Serialize;
 
+use crate::hooks::detect::{self, Assess, Outcome};
 use crate::hooks::template::Library;
 use crate::hooks::velero::{self, MAX_HOOK_TIMEOUT};
 use crate::keys;
 use crate::pod::backup_method::{self, ClusterDefaults, Method};
 use crate::pod::deployment::{self, Blocked, Subject};
-use crate::pod::detect::{self, Assess, Outcome};
 use crate::pod::image::ImageRef;
 use crate::pod::version::{self, Version};
 
@@ -156,7 +157,7 @@ pub mod rule {
     /// hooked (no `snapshotVolumes: false`, no volume policy) (audit only).
     pub const DUMP_DATA_VOLUME_SNAPSHOTTED: &str = "dump-data-volume-snapshotted";
 
-    /// Every rule, in the order of the README's rule table.
+    /// Every rule, in the order of the rule table in docs/policy.md.
     pub const ALL: &[&str] = &[
         COMMAND_PLAIN_STRING,
         COMMAND_NOT_JSON_ARRAY,

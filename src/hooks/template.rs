@@ -815,7 +815,16 @@ mod tests {
     /// Every byte of annotation is stored in etcd with the pod and sent in every watch event for
     /// it; the marker the admission adds is counted too. Measured with the longest container
     /// name Kubernetes allows, which every hook's container annotation and the marker repeat.
-    const ANNOTATION_BUDGET: usize = 8 * 1024;
+    /// 8.5 KiB since the restore checks copy their result line to the pod's own log
+    /// (lib/podlog.sh): +227 bytes for MariaDB (8179 -> 8406), the largest; still 3% of the
+    /// 256 KiB Kubernetes allows a pod's annotations.
+    const ANNOTATION_BUDGET: usize = 8 * 1024 + 512;
+    /// Dump mode's own budget (measured 2026-12-05 with the 63-character name: postgres 11,678
+    /// bytes, mysql 11,125, mariadb 11,139; `cargo test --lib annotation_budget -- --nocapture`). Its restore hook carries the load and, for a data
+    /// volume that came back with its database (a snapshot, a retained volume), the whole restore
+    /// check, since Velero runs one restore exec per pod from annotations; 12 KiB is under 5% of
+    /// the 256 KiB Kubernetes allows, and only pods under file-system backup carry it.
+    const DUMP_ANNOTATION_BUDGET: usize = 12 * 1024;
     /// A container name of 63 characters, the DNS-1123 label limit.
     const LONGEST_NAME: &str = "database-container-with-the-longest-name-kubernetes-allows-63ch";
 
@@ -833,6 +842,8 @@ mod tests {
         assert_eq!(LONGEST_NAME.len(), 63);
         for t in lib().iter() {
             let n = injected_bytes(t);
+            // Printed for the figures quoted in docs (run with --nocapture).
+            eprintln!("annotation bytes: {} {n}", t.name);
             assert!(
                 n <= ANNOTATION_BUDGET,
                 "{}: {n} bytes of annotations, budget {ANNOTATION_BUDGET}",
@@ -842,9 +853,10 @@ mod tests {
             if let Some(dump) = t.dump_annotations(LONGEST_NAME) {
                 let list = "backup.velero.io/backup-volumes-excludes".len() + 64;
                 let n = dump.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + list;
+                eprintln!("annotation bytes: {} dump mode {n}", t.name);
                 assert!(
-                    n <= ANNOTATION_BUDGET,
-                    "{} dump mode: {n} bytes of annotations, budget {ANNOTATION_BUDGET}",
+                    n <= DUMP_ANNOTATION_BUDGET,
+                    "{} dump mode: {n} bytes of annotations, budget {DUMP_ANNOTATION_BUDGET}",
                     t.name
                 );
             }

@@ -1,7 +1,7 @@
 //! Velero's pod annotation keys and the value rules Velero applies when it reads them.
 //!
-//! Facts here come from Velero's `internal/hook/item_hook_handler.go` (v1.18.x); see
-//! `docs` in the README for the derivation.
+//! Facts here come from Velero's `internal/hook/item_hook_handler.go` (v1.18.x); the
+//! developers' Velero hooks notes give the derivation.
 
 use std::fmt;
 use std::time::Duration;

@@ -15,11 +15,11 @@ use serde::Serialize;
 use crate::admission::patch;
 use crate::admission::policy::{MODE_ANNOTATION, Mode, NamespaceLookup, NamespaceView};
 use crate::cluster::audit::Report;
+use crate::hooks::detect::Outcome;
 use crate::hooks::rules::{self, rule};
 use crate::hooks::template::Library;
 use crate::keys;
 use crate::pod::backup_method::ClusterDefaults;
-use crate::pod::detect::Outcome;
 use crate::reconcile::decide::{self, Action, Inputs, Leave, Namespaces, Plan};
 
 /// fieldManager of every patch: `kubectl get pod -o yaml --show-managed-fields` names us.

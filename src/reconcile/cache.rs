@@ -2,9 +2,9 @@
 //! decision and the patch read, decoded again when the pod is looked at.
 //!
 //! A typed `Pod` costs kilobytes of struct space even when nearly empty (a `Container` is over
-//! 2 KiB of `Option`s), so 10,000 slimmed but typed pods held over 120 MiB (BENCHMARKS.md). The
-//! same pods as slimmed JSON are a tenth of that; decoding one for a decision costs microseconds,
-//! paid once per event or resync.
+//! 2 KiB of `Option`s), so 10,000 slimmed but typed pods held over 120 MiB
+//! (docs/performance.md). The same pods as slimmed JSON are a tenth of that; decoding one for a
+//! decision costs microseconds, paid once per event or resync.
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -10,12 +10,12 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::admission::policy::{Mode, NamespaceLookup};
 use crate::admission::{self, Context};
+use crate::hooks::detect::Outcome;
 use crate::hooks::rules;
 use crate::hooks::template::Library;
 use crate::hooks::velero;
 use crate::keys;
 use crate::pod::backup_method::ClusterDefaults;
-use crate::pod::detect::Outcome;
 
 /// Value of the namespace label [`keys::NAMESPACE_OPT_IN`] that opts a namespace in.
 pub const OPT_IN_VALUE: &str = "enabled";

@@ -268,7 +268,7 @@ def test_secret_mode_with_the_binarys_certs_command(render, tmp_path):
     assert done.returncode == 0, done.stderr
     assert {p.name for p in out.iterdir()} >= {"ca.crt", "tls.crt", "tls.key"}
     ca_pem = (out / "ca.crt").read_text()
-    # The values exactly as the README's helm command line gives them.
+    # The values exactly as the helm command line in docs/install.md gives them.
     values = deep_merge(
         helm.parse_set_string("certificates.mode=secret,certificates.secret.name=velero-hook-injector-tls"),
         helm.parse_set_file(f"certificates.secret.caBundle={out / 'ca.crt'}"))

@@ -59,7 +59,7 @@ def make_ca_pem() -> str:
 CA_PEM = make_ca_pem()
 CA_B64 = base64.b64encode(CA_PEM.encode()).decode()
 
-# A custom template in the server's template schema (see README "Custom templates").
+# A custom template in the server's template schema (see docs/templates.md, "Custom templates").
 CUSTOM_TEMPLATES = """\
 name: acme-db
 engine: acme
@@ -147,6 +147,10 @@ COMBOS: dict[str, dict] = {
         "grafanaDashboard": {"enabled": True},
     },
     "reconciler": {"reconciler": {"enabled": True}},
+    "restore-report": {"restoreReport": {"rbac": {
+        "create": True, "veleroNamespace": "backup-system",
+        "subjects": [{"kind": "Group", "name": "backup-operators", "apiGroup": "rbac.authorization.k8s.io"},
+                     {"kind": "ServiceAccount", "name": "restore-drill", "namespace": "ci"}]}}},
     "reconciler-namespaces": {"reconciler": {"enabled": True, "namespaces": ["shop", "billing"],
                                              "ratePerSecond": 2.5, "burst": 3, "resync": "1m30s"}},
 }
@@ -197,6 +201,8 @@ def test_only_expected_kinds_and_namespaces(render, combo):
     # given, and (reading Velero's Schedules) in Velero's.
     reconciler = COMBOS[combo].get("reconciler", {})
     reconciled = reconciler.get("namespaces", []) + (["velero"] if reconciler.get("enabled") else [])
+    # And restore-report's Role, in Velero's namespace.
+    reconciled = reconciled + [COMBOS[combo].get("restoreReport", {}).get("rbac", {}).get("veleroNamespace")]
     for doc in r.docs:
         assert doc["kind"] in allowed, doc["kind"]
         if doc["kind"] in CLUSTER_SCOPED:
@@ -700,6 +706,41 @@ def test_reconciler_only_lists_velero_schedules_in_velero_namespace(render):
     off = render()
     assert not any(a.startswith("--velero-namespace") for a in off.container["args"])
     assert not off.all("Role")
+
+
+def test_restore_report_rbac_is_off_by_default(render):
+    r = render()
+    assert not [d for d in r.docs if d["metadata"]["name"].endswith("-restore-report")]
+
+
+def test_restore_report_rbac_reads_restores_and_the_server_log_in_velero_s_namespace(render):
+    r = render(COMBOS["restore-report"])
+    subjects = COMBOS["restore-report"]["restoreReport"]["rbac"]["subjects"]
+    mine = {(d["kind"], d["metadata"]["name"]): d for d in r.docs
+            if d["metadata"]["name"].endswith("-restore-report")}
+    assert sorted(k for k, _ in mine) == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+    role = next(d for (k, _), d in mine.items() if k == "Role")
+    assert role["metadata"]["namespace"] == "backup-system"
+    assert role["rules"] == [
+        {"apiGroups": ["velero.io"], "resources": ["restores"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    ]
+    cluster_role = next(d for (k, _), d in mine.items() if k == "ClusterRole")
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    for kind, role_kind in (("RoleBinding", "Role"), ("ClusterRoleBinding", "ClusterRole")):
+        binding = next(d for (k, _), d in mine.items() if k == kind)
+        assert binding["roleRef"]["kind"] == role_kind
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"] == subjects
+    # The webhook's own ClusterRole is unchanged: nothing on pods.
+    webhook_role = next(d for d in r.all("ClusterRole") if not d["metadata"]["name"].endswith("-restore-report"))
+    assert webhook_role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
+
+
+def test_restore_report_rbac_needs_subjects(render):
+    with pytest.raises(helm.HelmRenderError, match="restoreReport.rbac.subjects is empty"):
+        render({"restoreReport": {"rbac": {"create": True}}})
 
 
 def test_reconciler_needs_the_namespace_policy(render):

@@ -28,7 +28,7 @@ from test_binary_contract import BINARY, Server, write_chart_certs
 RULES_FILE = CHART_DIR / "files" / "prometheus-rules.yaml"
 DASHBOARD_FILE = CHART_DIR / "files" / "grafana-dashboard.json"
 ALERT_TESTS = REPO / "tests" / "monitoring" / "alerts_test.yaml"
-README = REPO / "README.md"
+RUNBOOK = REPO / "docs" / "monitoring.md"
 MONITORING = {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}
 
 # Written by the reconciler (issue 12); absent while it is off, and the alerts stay quiet then.
@@ -290,7 +290,7 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test():
 
 
 def test_alerts_are_labelled_and_annotated_like_the_community_mixins():
-    readme = README.read_text()
+    runbook = RUNBOOK.read_text()
     for a in alerts(plain_rules()):
         name = a["alert"]
         assert re.fullmatch(r"VeleroHookInjector[A-Z][A-Za-z0-9]+", name), name
@@ -298,8 +298,8 @@ def test_alerts_are_labelled_and_annotated_like_the_community_mixins():
         assert set(a["annotations"]) == {"summary", "description", "runbook_url"}, name
         assert a["annotations"]["summary"].endswith("."), name
         anchor = f"runbook-{name.lower()}"
-        assert a["annotations"]["runbook_url"].endswith(f"/README.md#{anchor}"), name
-        assert f'<a id="{anchor}"></a>' in readme, f"README has no runbook line for {name}"
+        assert a["annotations"]["runbook_url"].endswith(f"/docs/monitoring.md#{anchor}"), name
+        assert f'<a id="{anchor}"></a>' in runbook, f"docs/monitoring.md has no runbook line for {name}"
 
 
 def test_rules_read_only_metrics_that_exist(exported):

@@ -23,7 +23,7 @@ pub struct PgVersion {
     pub major: u32,
     /// Directory holding initdb and postgres.
     pub bin: PathBuf,
-    /// Where it comes from, for messages and the README table.
+    /// Where it comes from, for messages and the proof matrix table in docs/proof-matrix.md.
     pub source: &'static str,
     /// Directory holding the client tools (pg_dumpall, psql, pgbench) an image of this major
     /// ships; first on the simulated container's PATH, as in the image.

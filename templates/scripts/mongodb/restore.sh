@@ -9,6 +9,7 @@ T=mongodb
 W=${VHI_RESTORE_WAIT_SECONDS:-420}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/mongo.sh
+. ./lib/podlog.sh
 until_s "$W"
 t0=$(date +%s)
 q='var l = db.adminCommand({listDatabases: 1}); if (l.ok !== 1) quit(2); print(db.version() + " " + l.databases.filter(d => !/^(admin|config|local)$/.test(d.name)).map(d => d.name + " (" + (d.sizeOnDisk >> 20) + " MiB)").join(", "))'

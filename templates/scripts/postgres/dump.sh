@@ -11,6 +11,7 @@ T=postgres
 W=${VHI_DUMP_SECONDS:-3300}
 [ "$W" -gt 0 ] 2>/dev/null || die "VHI_DUMP_SECONDS is not a number above 0"
 . ./lib/pg.sh
+. ./lib/pg-id.sh
 . ./lib/dump.sh
 [ -w "$V" ] || die "dump volume $V missing or not writable"
 pick || die "no dump: cannot connect as $u:$errs"

@@ -10,6 +10,7 @@ T=redis
 W=${VHI_RESTORE_WAIT_SECONDS:-420}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/redis.sh
+. ./lib/podlog.sh
 until_s "$W"
 t=$(date +%s)
 until o=$(r PING) && refused "$o" && [ "$o" = PONG ] && [ "$(field loading)" = 0 ]; do
