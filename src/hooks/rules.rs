@@ -1391,7 +1391,7 @@ pub fn restore_hook_exceeds_velero_wait(
         key,
         rule::RESTORE_HOOK_EXCEEDS_VELERO_WAIT,
         format!(
-            "{value:?} lets the restore hook run longer than 10 minutes, but Velero after v1.18.2 (velero-io/velero#10280) stops waiting for restore hooks after its --resource-timeout (10m by default) and marks the restore PartiallyFailed while the hook still runs. Fix: an exec-timeout of at most \"10m\" with the hook's own deadline inside it, or raise the Velero server's --resource-timeout above {value:?} (velero install --resource-timeout, or the server's args)."
+            "{value:?} lets the restore hook run longer than 10 minutes, but Velero after v1.18.2 (velero-io/velero#10280) stops waiting for restore hooks after its --resource-timeout (10m by default) and marks the restore PartiallyFailed while the hook still runs. Fix: an exec-timeout of at most \"10m\" with the hook's own deadline inside it, or raise the Velero server's --resource-timeout above {value:?} (an argument of the velero server container in the velero Deployment, e.g. --resource-timeout=1h)."
         ),
     ))
 }
