@@ -148,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mode,
             exclude_namespaces,
             default_volumes_to_fs_backup,
+            velero_namespace,
         } => {
             let defaults = ClusterDefaults {
                 default_volumes_to_fs_backup,
@@ -169,7 +170,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 output,
                 templates.as_deref(),
                 apply,
-                defaults,
+                audit::Velero {
+                    defaults,
+                    namespace: velero_namespace,
+                },
             ))
         }
         Command::RestoreReport {

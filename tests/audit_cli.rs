@@ -126,6 +126,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "post.hook.restore.velero.io/wait-timeout",
     ),
     (
+        "Pod/restore-hook-longer-than-velero-waits",
+        "restore-hook-exceeds-velero-wait",
+        "post.hook.restore.velero.io/exec-timeout",
+    ),
+    (
         "Pod/i2-init-without-command",
         "init-command-missing",
         "init.hook.restore.velero.io/command",
@@ -198,9 +203,9 @@ fn render_check_reports_every_bad_pattern_as_json() {
     assert!(missing.is_empty(), "missing findings: {missing:#?}");
     assert!(extra.is_empty(), "unexpected findings: {extra:#?}");
 
-    // 23 pod-bearing documents (the Service is not one), every one with findings.
-    assert_eq!(report["summary"]["checked"], 23);
-    assert_eq!(report["summary"]["withFindings"], 23);
+    // 24 pod-bearing documents (the Service is not one), every one with findings.
+    assert_eq!(report["summary"]["checked"], 24);
+    assert_eq!(report["summary"]["withFindings"], 24);
     let errors = report["summary"]["errors"].as_u64().expect("errors");
     let warnings = report["summary"]["warnings"].as_u64().expect("warnings");
     assert_eq!(errors + warnings, EXPECTED.len() as u64);
@@ -234,7 +239,7 @@ fn render_check_table_names_each_manifest_and_summarises() {
             "no row for {subject} {rule}:\n{stdout}"
         );
     }
-    assert!(stdout.contains("23 of 23 pods checked in"), "{stdout}");
+    assert!(stdout.contains("24 of 24 pods checked in"), "{stdout}");
     // Messages are wrapped below their row; the fix is whole once the lines are joined.
     let joined = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
@@ -438,5 +443,151 @@ fn render_check_honours_the_file_system_backup_default() {
         rules.contains(&"fs-backup-snapshot-hooks"),
         "{}",
         text(&out.stdout)
+    );
+}
+
+/// A one-thread plain-HTTP API server for `audit`: answers each GET by path from `routes`
+/// (404 otherwise), one request per connection, and records the paths asked for.
+fn serve_api(
+    routes: Vec<(&'static str, u16, String)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).map_or(true, |n| n == 0) || header == "\r\n" {
+                    break;
+                }
+            }
+            let target = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+            let path = target.split('?').next().unwrap_or("").to_owned();
+            log.lock().expect("lock").push(path.clone());
+            let (status, body) = routes
+                .iter()
+                .find(|(p, _, _)| *p == path)
+                .map(|(_, s, b)| (*s, b.clone()))
+                .unwrap_or((
+                    404,
+                    r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"the server could not find the requested resource"}"#.to_owned(),
+                ));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+/// A PostgreSQL pod with the user's own pre hook, opted out of injection: no finding of its own.
+fn own_hook_pod_list() -> String {
+    serde_json::json!({
+        "kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+        "items": [{
+            "metadata": {"name": "pg-0", "namespace": "shop", "labels": {"app": "pg"},
+                "annotations": {
+                    "velero-hook-injector.io/inject": "false",
+                    "pre.hook.backup.velero.io/command": "[\"/bin/sync\"]",
+                    "pre.hook.backup.velero.io/container": "postgres",
+                    "pre.hook.backup.velero.io/on-error": "Continue",
+                    "pre.hook.backup.velero.io/timeout": "60s"
+                }},
+            "spec": {"containers": [{"name": "postgres", "image": "postgres:16.4"}]},
+            "status": {"phase": "Running"}
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn audit_without_velero_crds_says_so_once_and_checks_the_pods() {
+    let (url, seen) = serve_api(vec![(
+        "/api/v1/namespaces/shop/pods",
+        200,
+        own_hook_pod_list(),
+    )]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(dir.path(), &url);
+    let out = run(&["audit", "--kubeconfig", &config]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        text(&out.stdout).contains("No findings: 1 pod checked"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        stderr.matches("info: no Velero Schedule resource").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        seen.lock()
+            .expect("lock")
+            .contains(&"/apis/velero.io/v1/namespaces/velero/schedules".to_owned())
+    );
+}
+
+#[test]
+fn audit_reports_schedule_hooks_the_pods_own_hook_silences() {
+    let schedules = serde_json::json!({
+        "apiVersion": "velero.io/v1", "kind": "ScheduleList", "metadata": {"resourceVersion": "2"},
+        "items": [{
+            "apiVersion": "velero.io/v1", "kind": "Schedule",
+            "metadata": {"name": "nightly", "namespace": "backup-system"},
+            "spec": {"schedule": "0 3 * * *", "template": {
+                "includedNamespaces": ["shop"],
+                "hooks": {"resources": [{"name": "quiesce", "labelSelector": {"matchLabels": {"app": "pg"}},
+                    "pre": [{"exec": {"container": "postgres", "command": ["/bin/sh", "-c", "psql -c CHECKPOINT"]}}]}]}
+            }}
+        }]
+    })
+    .to_string();
+    let (url, _) = serve_api(vec![
+        ("/api/v1/namespaces/shop/pods", 200, own_hook_pod_list()),
+        (
+            "/apis/velero.io/v1/namespaces/backup-system/schedules",
+            200,
+            schedules,
+        ),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(dir.path(), &url);
+    let out = run(&[
+        "audit",
+        "--kubeconfig",
+        &config,
+        "--velero-namespace",
+        "backup-system",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let findings = &report["pods"][0]["findings"];
+    assert_eq!(findings.as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(findings[0]["rule"], "spec-hooks-shadowed");
+    assert_eq!(findings[0]["key"], "pre.hook.backup.velero.io/command");
+    let message = findings[0]["message"].as_str().expect("message");
+    assert!(
+        message.contains("Schedule backup-system/nightly"),
+        "{message}"
+    );
+    assert!(
+        !text(&out.stderr).contains("info:"),
+        "{}",
+        text(&out.stderr)
     );
 }

@@ -77,6 +77,16 @@ fn postgres_under_the_fs_backup_default_gets_dump_mode_by_additions_only() {
         warnings.contains("dump mode: the pre hook writes a logical dump"),
         "{warnings}"
     );
+    // What Velero still does with the data volume, and the restore-time bound, with the fixes.
+    for part in [
+        "Velero still snapshots data",
+        "snapshotVolumes: false",
+        "volume policy with action skip",
+        "failed to get VolumeSnapshotClass",
+        "raise the Velero server's --resource-timeout to the load's exec-timeout (1h)",
+    ] {
+        assert!(warnings.contains(part), "{part:?} missing: {warnings}");
+    }
     let ann = &pod["metadata"]["annotations"];
     assert_eq!(
         ann["backup.velero.io/backup-volumes"], "data",

@@ -388,7 +388,7 @@ fn restore_hook_bad(major: u32) {
     );
 
     // A good copy, but the restored pod's password does not match the database's: the hook
-    // fails as soon as the server says so, not at its deadline (here 600 s).
+    // fails as soon as the server says so, not at its deadline (here 420 s).
     let mut r = s.snapshot();
     r.start();
     let run = run_hook(

@@ -503,3 +503,75 @@ async fn every_pod_of_a_multi_page_list_is_reconciled() {
     );
     r.reconciler.abort();
 }
+
+/// The Schedule scan: Velero's Schedules are only ever read (GET on schedules.velero.io in
+/// --velero-namespace), and the gauge counts the cached pods whose annotation hooks make Velero
+/// skip a selecting Schedule's spec hooks; without Velero's CRDs (404) it falls back to 0.
+#[tokio::test]
+async fn schedules_are_read_only_and_the_shadowed_gauge_follows_them() {
+    let state: Shared = Arc::new(Mutex::new(State::default()));
+    let schedules = json!({
+        "apiVersion": "velero.io/v1", "kind": "ScheduleList", "metadata": {"resourceVersion": "3"},
+        "items": [{
+            "apiVersion": "velero.io/v1", "kind": "Schedule",
+            "metadata": {"name": "nightly", "namespace": "backup-system"},
+            "spec": {"schedule": "0 3 * * *", "template": {
+                "includedNamespaces": ["sh*"],
+                "hooks": {"resources": [{"name": "quiesce", "pre": [{"exec": {"command": ["/bin/sync"]}}]}]}
+            }}
+        }]
+    });
+    {
+        let mut s = state.lock().expect("lock");
+        // The user's own pre hook, opted out of injection: the reconciler never patches it.
+        s.add_pod(db_pod(
+            "shop",
+            "pg-0",
+            "postgres:16",
+            json!({"velero-hook-injector.io/inject": "false", "pre.hook.backup.velero.io/command": "[\"/bin/true\"]"}),
+        ));
+        s.add_pod(db_pod(
+            "shop",
+            "pg-1",
+            "postgres:16",
+            json!({"velero-hook-injector.io/inject": "false"}),
+        ));
+        for _ in 0..3 {
+            s.scripts.push_back(Script {
+                method: Method::GET,
+                path_suffix: "/apis/velero.io/v1/namespaces/backup-system/schedules".into(),
+                status: 200,
+                body: schedules.clone(),
+                before: None,
+            });
+        }
+    }
+    let cfg = Config {
+        resync: Duration::from_millis(300),
+        velero_namespace: "backup-system".into(),
+        ..fast()
+    };
+    let r = start(&state, shop_ns(), cfg);
+    r.until("the gauge counts the shadowed pod", |_, m| {
+        metric(m, "velero_hook_injector_spec_hooks_shadowed_pods 1")
+    })
+    .await;
+    // The scripted lists are used up: the fake then answers 404, as without Velero's CRDs.
+    r.until("the gauge falls back to 0", |s, m| {
+        s.scripts.is_empty() && metric(m, "velero_hook_injector_spec_hooks_shadowed_pods 0")
+    })
+    .await;
+    r.reconciler.abort();
+    let s = state.lock().expect("lock");
+    let touching: Vec<&fake::Recorded> = s
+        .log
+        .iter()
+        .filter(|q| q.path.contains("velero.io"))
+        .collect();
+    assert!(touching.len() >= 4, "{touching:#?}");
+    assert!(
+        touching.iter().all(|q| q.method == Method::GET),
+        "{touching:#?}"
+    );
+    assert!(s.patches().is_empty(), "opted-out pods are never patched");
+}

@@ -948,3 +948,84 @@ fn docs_rule_table_has_one_row_per_rule() {
         "docs/policy.md cites our internal notes"
     );
 }
+
+/// Velero after v1.18.2 stops waiting for restore hooks after --resource-timeout (10m by
+/// default): a restore hook allowed to run longer is reported, with the fix.
+#[test]
+fn restore_hook_longer_than_velero_waits_is_reported() {
+    let lib = Library::builtin().expect("builtin");
+    let hook = |exec: &str| {
+        json!({
+            format!("{RX}command"): r#"["/bin/sh","-c","check"]"#,
+            format!("{RX}container"): "postgres",
+            format!("{RX}exec-timeout"): exec,
+            format!("{RX}wait-timeout"): "1h",
+            format!("{RX}wait-for-ready"): "true",
+            format!("{RX}on-error"): "Continue",
+            "velero-hook-injector.io/inject": "false",
+        })
+    };
+    let key = format!("{RX}exec-timeout");
+    let f = only(
+        &rules::check_pod(&db_pod(hook("15m")), &lib),
+        rule::RESTORE_HOOK_EXCEEDS_VELERO_WAIT,
+        &key,
+    );
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("--resource-timeout"), "{}", f.message);
+    for fine in ["10m", "8m", "600s"] {
+        let findings = rules::check_pod(&db_pod(hook(fine)), &lib);
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.rule_id != rule::RESTORE_HOOK_EXCEEDS_VELERO_WAIT),
+            "{fine}: {findings:#?}"
+        );
+    }
+}
+
+/// The built-in restore checks end inside Velero's 10 minutes; the webhook's dump-mode load,
+/// which may need longer and whose admission warning says so, is not a finding.
+#[test]
+fn builtin_restore_hooks_fit_velero_wait_and_the_dump_load_is_exempt() {
+    let lib = Library::builtin().expect("builtin");
+    for t in lib.iter() {
+        let mut a: BTreeMap<String, String> = t.annotations("postgres");
+        a.insert(
+            "velero-hook-injector.io/injected".into(),
+            format!("{}/postgres", t.name),
+        );
+        let findings = rules::check_pod(&db_pod(serde_json::to_value(&a).expect("map")), &lib);
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.rule_id != rule::RESTORE_HOOK_EXCEEDS_VELERO_WAIT),
+            "{}: {findings:#?}",
+            t.name
+        );
+        let Some(mut dump) = t.dump_annotations("postgres") else {
+            continue;
+        };
+        let exec = dump
+            .get(&format!("{RX}exec-timeout"))
+            .cloned()
+            .expect("dump load exec-timeout");
+        assert_ne!(
+            exec, "8m",
+            "{}: the load may take longer than a check",
+            t.name
+        );
+        dump.insert(
+            "velero-hook-injector.io/injected".into(),
+            format!("{}/postgres", t.name),
+        );
+        let findings = rules::check_pod(&db_pod(serde_json::to_value(&dump).expect("map")), &lib);
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.rule_id != rule::RESTORE_HOOK_EXCEEDS_VELERO_WAIT),
+            "{}: {findings:#?}",
+            t.name
+        );
+    }
+}

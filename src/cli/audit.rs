@@ -3,8 +3,7 @@
 
 use anyhow::Context;
 
-use velero_hook_injector::cluster::audit;
-use velero_hook_injector::pod::backup_method::ClusterDefaults;
+use velero_hook_injector::cluster::{audit, schedules};
 use velero_hook_injector::reconcile::apply::{self, ApplyOptions};
 
 use super::exit::EXIT_PATCH_FAILED;
@@ -17,6 +16,26 @@ pub(crate) fn print_report(report: &audit::Report, output: OutputFormat) {
     }
 }
 
+/// Velero's Schedules, or none with one line on stderr saying why they are not compared:
+/// Velero's CRDs are not installed, or they cannot be read (the pods are audited all the same).
+async fn read_schedules(client: &kube::Client, namespace: &str) -> Vec<schedules::Schedule> {
+    match schedules::list_schedules(client, namespace).await {
+        Ok(Some(list)) => list,
+        Ok(None) => {
+            eprintln!(
+                "info: no Velero Schedule resource in this cluster (schedules.velero.io is not installed), so no pod is compared with Schedules"
+            );
+            Vec::new()
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: {e}; pods are not compared with Velero's Schedules (spec-hooks-shadowed, dump-data-volume-snapshotted)"
+            );
+            Vec::new()
+        }
+    }
+}
+
 /// `audit`: the exit code (0 clean, 1 findings, 3 some `--apply` patch failed).
 pub(crate) fn audit_command(
     namespace: Option<String>,
@@ -25,8 +44,9 @@ pub(crate) fn audit_command(
     output: OutputFormat,
     templates: Option<&std::path::Path>,
     apply: Option<ApplyOptions>,
-    defaults: ClusterDefaults,
+    velero: audit::Velero,
 ) -> anyhow::Result<i32> {
+    let defaults = velero.defaults;
     let library = library(templates)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -42,7 +62,14 @@ pub(crate) fn audit_command(
             )
         };
         let pods = audit::list_pods(&client, &scope).await?;
-        let report = audit::audit_pods(scope.to_string(), &pods, &library, defaults);
+        let schedules = read_schedules(&client, &velero.namespace).await;
+        let report = audit::audit_pods_with_schedules(
+            scope.to_string(),
+            &pods,
+            &schedules,
+            &library,
+            defaults,
+        );
         let run = match &apply {
             Some(opts) => Some(apply::apply_report(&client, &pods, &report, &library, opts).await),
             None => None,

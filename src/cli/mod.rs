@@ -200,6 +200,11 @@ pub(crate) enum Command {
         /// admission does.
         #[arg(long, env = "VHI_DEFAULT_VOLUMES_TO_FS_BACKUP")]
         default_volumes_to_fs_backup: bool,
+        /// Velero's namespace: its Schedules are read there (list on schedules.velero.io) and
+        /// each pod is compared with them (spec-hooks-shadowed, dump-data-volume-snapshotted).
+        /// Without Velero's CRDs this is skipped with one line on stderr.
+        #[arg(long, env = "VHI_VELERO_NAMESPACE", default_value = "velero")]
+        velero_namespace: String,
     },
     /// Per restored database, what its restore hook said: passed, failed, not run or still
     /// running, with the hook's own summary line. Reads the Restore, the pods it restored and
@@ -308,6 +313,14 @@ pub(crate) struct ReconcileArgs {
         value_delimiter = ','
     )]
     namespaces: Vec<String>,
+    /// Velero's namespace: the reconciler lists its Schedules there (read-only, list on
+    /// schedules.velero.io) for the spec_hooks_shadowed_pods gauge.
+    #[arg(
+        long = "velero-namespace",
+        env = "VHI_VELERO_NAMESPACE",
+        default_value = "velero"
+    )]
+    velero_namespace: String,
 }
 
 #[derive(Subcommand)]

@@ -99,6 +99,7 @@ pub(crate) async fn serve(
                     .filter(|n| !n.is_empty())
                     .collect(),
                 backup_defaults,
+                velero_namespace: reconcile.velero_namespace,
                 ..ReconcileConfig::default()
             };
             tracing::info!(rate = rc.rate, burst = rc.burst, resync_s = rc.resync.as_secs(), excluded = %rc.excluded.join(","), namespaces = %if rc.namespaces.is_empty() { "all".to_owned() } else { rc.namespaces.join(",") }, "reconciler started: running pods in opted-in namespaces get the hooks admission would add");

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::admission::render::{self, RenderError, Rendered};
+use crate::cluster::schedules::{self, Schedule};
 use crate::hooks::rules::{self, Finding, Severity};
 use crate::hooks::template::Library;
 use crate::hooks::velero;
@@ -65,6 +66,15 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         next = e.source();
     }
     text
+}
+
+/// What the audit assumes and reads about Velero.
+#[derive(Clone, Debug)]
+pub struct Velero {
+    /// The cluster's Backup defaults (`--default-volumes-to-fs-backup`).
+    pub defaults: ClusterDefaults,
+    /// Velero's namespace, where its Schedules are read.
+    pub namespace: String,
 }
 
 /// Where to look for pods.
@@ -361,11 +371,25 @@ pub fn audit_pods(
     library: &Library,
     defaults: ClusterDefaults,
 ) -> Report {
+    audit_pods_with_schedules(scope, pods, &[], library, defaults)
+}
+
+/// [`audit_pods`], and each pod also against Velero's `schedules` (the rules that need them:
+/// spec hooks the pod's annotation hooks silence, data PVCs a Schedule would snapshot).
+pub fn audit_pods_with_schedules(
+    scope: String,
+    pods: &[Pod],
+    schedules: &[Schedule],
+    library: &Library,
+    defaults: ClusterDefaults,
+) -> Report {
     let checked: Vec<&Pod> = pods.iter().filter(|p| !out_of_scope(p)).collect();
     let reports = checked
         .iter()
         .filter_map(|pod| {
-            let findings = rules::check_pod_with(pod, library, defaults);
+            let mut findings = rules::check_pod_with(pod, library, defaults);
+            findings.extend(schedules::findings(pod, schedules, library, defaults));
+            findings.sort_by_key(|f| f.severity);
             (!findings.is_empty()).then(|| PodReport {
                 namespace: pod.metadata.namespace.clone(),
                 name: pod

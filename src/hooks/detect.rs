@@ -804,8 +804,9 @@ fn replica_message(data_volumes: &[&str], added: &BTreeMap<String, String>) -> S
         format!(" Added {}.", kv.join(", "))
     };
     format!(
-        "a replica under file-system backup is not dumped: its primary's dump is the database's backup, and a copy of the replica would only repeat it. Its data volume {} is left out of the file-system backup; after a restore the replica starts empty, clones the restored primary, and its restore hook checks that it replicates and holds data.{added}",
-        data_volumes.join(", ")
+        "a replica under file-system backup is not dumped: its primary's dump is the database's backup, and a copy of the replica would only repeat it. Its data volume {} is left out of the file-system backup; after a restore the replica starts empty, clones the restored primary, and its restore hook checks that it replicates and holds data.{added} {}",
+        data_volumes.join(", "),
+        snapshot_path_note(data_volumes)
     )
 }
 
@@ -835,9 +836,26 @@ fn dump_mode_message(
         format!(" Added {}.", kv.join(", "))
     };
     format!(
-        "dump mode: the pre hook writes a logical dump of every {} database to {volume}, mounted at {}, which Velero copies instead of the live data volume {}; a restore starts the database empty and the restore hook loads the dump once.{added}",
+        "dump mode: the pre hook writes a logical dump of every {} database to {volume}, mounted at {}, which Velero copies instead of the live data volume {}; a restore starts the database empty and the restore hook loads the dump once.{added} {} Loading a large dump can take longer than the 10 minutes Velero after v1.18.2 waits for restore hooks (its --resource-timeout) before it marks the restore PartiallyFailed: raise the Velero server's --resource-timeout to the load's exec-timeout ({}).",
         template.engine,
         backup_method::DUMP_MOUNT_PATH,
+        data_volumes.join(", "),
+        snapshot_path_note(data_volumes),
+        template
+            .fs_backup
+            .as_ref()
+            .and_then(|f| f.dump.as_ref()?.post_restore.as_ref())
+            .map_or_else(
+                || "see the template".to_owned(),
+                |h| h.exec_timeout.to_string()
+            )
+    )
+}
+
+/// What Velero does with a data volume left out of file-system backup, and the fix.
+fn snapshot_path_note(data_volumes: &[&str]) -> String {
+    format!(
+        "Velero still snapshots {} wherever it can, unless the Backup or Schedule sets snapshotVolumes: false or a volume policy with action skip matches it; with Velero's CSI feature on and no VolumeSnapshotClass for the volume's CSI driver (NFS, SMB) every backup is PartiallyFailed (\"failed to get VolumeSnapshotClass\"), so set one of the two (`velero-hook-injector audit` reports Schedules that do not).",
         data_volumes.join(", ")
     )
 }

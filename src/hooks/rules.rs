@@ -147,6 +147,15 @@ pub mod rule {
     /// A hook that may fail in the pod as it is deployed (its credentials may come from an
     /// `envFrom` the spec does not show, …).
     pub const HOOKS_MAY_FAIL: &str = "hooks-may-fail";
+    /// A restore exec hook whose exec-timeout is longer than Velero's bound on the restore
+    /// finalizer's wait for hooks (`--resource-timeout`, 10m by default, velero-io/velero#10280).
+    pub const RESTORE_HOOK_EXCEEDS_VELERO_WAIT: &str = "restore-hook-exceeds-velero-wait";
+    /// A Schedule whose spec hooks select the pod, for a phase in which the pod has (or the
+    /// webhook would give it) an annotation hook: Velero skips the spec hooks (audit only).
+    pub const SPEC_HOOKS_SHADOWED: &str = "spec-hooks-shadowed";
+    /// A Schedule that would snapshot the data PVC of a file-system-backup pod the webhook
+    /// hooked (no `snapshotVolumes: false`, no volume policy) (audit only).
+    pub const DUMP_DATA_VOLUME_SNAPSHOTTED: &str = "dump-data-volume-snapshotted";
 
     /// Every rule, in the order of the rule table in docs/policy.md.
     pub const ALL: &[&str] = &[
@@ -181,6 +190,9 @@ pub mod rule {
         CONTROL_VALUE_INVALID,
         HOOKS_CANNOT_WORK,
         HOOKS_MAY_FAIL,
+        RESTORE_HOOK_EXCEEDS_VELERO_WAIT,
+        SPEC_HOOKS_SHADOWED,
+        DUMP_DATA_VOLUME_SNAPSHOTTED,
     ];
 }
 
@@ -1213,6 +1225,7 @@ pub(crate) fn check_pod_assessed(
     out.extend(missing_hooks_assessed(pod, library, defaults, assess));
     out.extend(deployment_problems(pod, library, defaults, assess));
     out.extend(template_drift(annotations, library));
+    out.extend(restore_hook_exceeds_velero_wait(annotations, library));
     out.extend(snapshot_hooks_on_fs_backup(pod, library, defaults));
     out.extend(detect::control_problems(pod).into_iter().map(|p| {
         let text = p.message.strip_prefix("velero-hook-injector: ");
@@ -1343,6 +1356,44 @@ fn deployment_problems(
         ));
     }
     out
+}
+
+/// A restore exec hook whose `exec-timeout` outlasts Velero's bound on the restore finalizer's
+/// wait for hooks (`--resource-timeout`, 10m by default; velero-io/velero#10280, after v1.18.2).
+/// The hook may then still run when Velero gives up and marks the restore PartiallyFailed.
+/// `wait-timeout` is not compared: it counts from the pod's creation, which comes before the
+/// finalizer starts its clock (image pull and file-system restore happen before it). The
+/// webhook's own dump-mode load is left out: a large dump may need longer, and its admission
+/// warning says to raise `--resource-timeout` (a finding here could never be cleared, as the
+/// server's flag is not visible from a pod).
+pub fn restore_hook_exceeds_velero_wait(
+    annotations: &Annotations,
+    library: &Library,
+) -> Option<Finding> {
+    let command_key = format!("{}command", velero::POST_RESTORE);
+    let command = annotations.get(&command_key).filter(|v| !v.is_empty())?;
+    let key = format!("{}exec-timeout", velero::POST_RESTORE);
+    let value = annotations.get(&key)?;
+    let exec = velero::parse_go_duration(value)?;
+    if exec <= velero::RESOURCE_TIMEOUT || exec > MAX_HOOK_TIMEOUT {
+        return None; // over 4h: duration-too-long says so
+    }
+    let dump_load = annotations
+        .get(keys::INJECTED)
+        .and_then(|i| i.split_once('/'))
+        .and_then(|(t, c)| library.get(t)?.dump_annotations(c))
+        .is_some_and(|dump| dump.get(&command_key) == Some(command));
+    if dump_load {
+        return None;
+    }
+    Some(finding(
+        Severity::Warning,
+        key,
+        rule::RESTORE_HOOK_EXCEEDS_VELERO_WAIT,
+        format!(
+            "{value:?} lets the restore hook run longer than 10 minutes, but Velero after v1.18.2 (velero-io/velero#10280) stops waiting for restore hooks after its --resource-timeout (10m by default) and marks the restore PartiallyFailed while the hook still runs. Fix: an exec-timeout of at most \"10m\" with the hook's own deadline inside it, or raise the Velero server's --resource-timeout above {value:?} (an argument of the velero server container in the velero Deployment, e.g. --resource-timeout=1h)."
+        ),
+    ))
 }
 
 /// A pod the webhook would inject backup hooks into but which has none.

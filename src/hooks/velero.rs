@@ -26,6 +26,10 @@ pub const EXCLUDE_LABEL: &str = "velero.io/exclude-from-backup";
 /// Velero's cap on hook timeouts on main (PR #10125); we never emit more.
 pub const MAX_HOOK_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
+/// Velero's default `--resource-timeout` (`pkg/cmd/server/config/config.go`), which bounds the
+/// restore finalizer's wait for restore exec hooks after v1.18.2 (velero-io/velero#10280).
+pub const RESOURCE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// True when `key` is any backup exec hook key Velero reads (pre, post or legacy).
 pub fn is_backup_hook_key(key: &str) -> bool {
     key.starts_with(PRE_BACKUP) || key.starts_with(POST_BACKUP) || key.starts_with(LEGACY_BACKUP)

@@ -24,6 +24,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch};
 
 use crate::admission::policy::Mode;
+use crate::cluster::schedules;
 use crate::hooks::template::Library;
 use crate::pod::backup_method::ClusterDefaults;
 use crate::reconcile::apply::{self, PodResult};
@@ -74,6 +75,9 @@ pub struct Config {
     pub namespaces: Vec<String>,
     /// The server's `--default-volumes-to-fs-backup`, as admission has it.
     pub backup_defaults: ClusterDefaults,
+    /// Velero's namespace, where its Schedules are listed (read-only) for the
+    /// `spec_hooks_shadowed_pods` gauge at every resync.
+    pub velero_namespace: String,
 }
 
 impl Default for Config {
@@ -89,6 +93,7 @@ impl Default for Config {
             excluded: vec!["kube-system".to_owned()],
             namespaces: Vec::new(),
             backup_defaults: ClusterDefaults::default(),
+            velero_namespace: "velero".to_owned(),
         }
     }
 }
@@ -235,10 +240,16 @@ pub fn spawn(
         })
         .collect();
     let worker = tokio::spawn(run_worker(
-        client,
+        client.clone(),
         namespaces,
         library,
         cfg.clone(),
+        Arc::clone(&shared),
+    ));
+    let schedules = tokio::spawn(scan_schedules(
+        client.clone(),
+        cfg.velero_namespace.clone(),
+        cfg.resync,
         Arc::clone(&shared),
     ));
     let resync = {
@@ -255,8 +266,52 @@ pub fn spawn(
             }
         })
     };
-    tasks.extend([worker, resync]);
+    tasks.extend([worker, resync, schedules]);
     Reconciler { tasks, store }
+}
+
+/// Every `every`, lists Velero's Schedules (read-only; nothing is ever written) and sets the
+/// `spec_hooks_shadowed_pods` gauge from the cached pods. The first scan waits a few seconds for
+/// the watch's initial list. Without Velero's CRDs the gauge stays 0 and one info line says
+/// why; a refused list is a warning each time it changes from working.
+async fn scan_schedules(
+    client: kube::Client,
+    namespace: String,
+    every: Duration,
+    shared: Arc<Shared>,
+) {
+    let mut said = None;
+    tokio::time::sleep(Duration::from_secs(5).min(every)).await;
+    loop {
+        let state = match schedules::list_schedules(&client, &namespace).await {
+            Ok(Some(list)) => {
+                let pods: Vec<Pod> = shared
+                    .store
+                    .state()
+                    .iter()
+                    .filter_map(|p| p.pod().ok())
+                    .collect();
+                let n = schedules::shadowed_pods(&pods, &list);
+                shared.metrics.spec_hooks_shadowed.set(n as i64);
+                "ok"
+            }
+            Ok(None) => {
+                shared.metrics.spec_hooks_shadowed.set(0);
+                if said != Some("absent") {
+                    tracing::info!(namespace = %namespace, "no Velero Schedule resource in this cluster: pods are not compared with Schedules");
+                }
+                "absent"
+            }
+            Err(e) => {
+                if said != Some("error") {
+                    tracing::warn!(error = %e, "pods are not compared with Velero's Schedules; spec_hooks_shadowed_pods keeps its last value");
+                }
+                "error"
+            }
+        };
+        said = Some(state);
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn run_watch(

@@ -2,7 +2,8 @@
 //!
 //! Names are a contract (alerts are written against them): `velero_hook_injector_reconcile_total
 //! {outcome="patched"|"skipped"|"failed"}`, `velero_hook_injector_reconcile_queue_depth`,
-//! `velero_hook_injector_unhooked_pods`, plus `velero_hook_injector_reconcile_watch_errors_total`.
+//! `velero_hook_injector_unhooked_pods`, `velero_hook_injector_spec_hooks_shadowed_pods`, plus
+//! `velero_hook_injector_reconcile_watch_errors_total`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +29,9 @@ pub struct ReconcileMetrics {
     pub unhooked: Gauge,
     /// Failed list/watch requests (RBAC, API unreachable, expired watches are retried).
     pub watch_errors: Counter,
+    /// Cached pods whose annotation hooks silence a Velero Schedule's spec hooks, as of the
+    /// last Schedule scan.
+    pub spec_hooks_shadowed: Gauge,
 }
 
 impl ReconcileMetrics {
@@ -54,6 +58,11 @@ impl ReconcileMetrics {
             m.unhooked.clone(),
         );
         registry.register(
+            "spec_hooks_shadowed_pods",
+            "Pods whose Velero annotation hooks make Velero skip the spec hooks of a Schedule that selects them, as of the reconciler's last Schedule scan (velero-hook-injector audit names them)",
+            m.spec_hooks_shadowed.clone(),
+        );
+        registry.register(
             "reconcile_watch_errors",
             "Failed pod list/watch requests of the reconciler (each is retried with backoff)",
             m.watch_errors.clone(),
@@ -78,6 +87,7 @@ mod tests {
         m.count("patched");
         m.queue_depth.set(3);
         m.unhooked.set(2);
+        m.spec_hooks_shadowed.set(4);
         let text = metrics.encode();
         for line in [
             r#"velero_hook_injector_reconcile_total{outcome="patched"} 1"#,
@@ -85,6 +95,7 @@ mod tests {
             r#"velero_hook_injector_reconcile_total{outcome="failed"} 0"#,
             "velero_hook_injector_reconcile_queue_depth 3",
             "velero_hook_injector_unhooked_pods 2",
+            "velero_hook_injector_spec_hooks_shadowed_pods 4",
             "velero_hook_injector_reconcile_watch_errors_total 0",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");

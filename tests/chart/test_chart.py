@@ -197,8 +197,10 @@ def test_only_expected_kinds_and_namespaces(render, combo):
         "Deployment", "Service", "ServiceAccount", "Secret", "ConfigMap", "PodDisruptionBudget",
         "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration", "Role", "RoleBinding",
     } | {k for _, k in CRD_KINDS}
-    # Only the reconciler's Roles live outside the release namespace, in the namespaces it was given.
-    reconciled = COMBOS[combo].get("reconciler", {}).get("namespaces", [])
+    # Only the reconciler's Roles live outside the release namespace: in the namespaces it was
+    # given, and (reading Velero's Schedules) in Velero's.
+    reconciler = COMBOS[combo].get("reconciler", {})
+    reconciled = reconciler.get("namespaces", []) + (["velero"] if reconciler.get("enabled") else [])
     # And restore-report's Role, in Velero's namespace.
     reconciled = reconciled + [COMBOS[combo].get("restoreReport", {}).get("rbac", {}).get("veleroNamespace")]
     for doc in r.docs:
@@ -724,7 +726,7 @@ def test_reconciler_cluster_wide_gets_pod_rights_and_the_webhook_exclusions(rend
     assert f"--reconcile-exclude-namespaces={NAMESPACE},kube-system,monitoring" in args
     assert not any(a.startswith("--reconcile-namespaces") for a in args)
     assert r.one("ClusterRole")["rules"][-1] == POD_RULE
-    assert not r.all("Role")
+    assert [role["metadata"]["namespace"] for role in r.all("Role")] == ["velero"]
 
 
 def test_reconciler_scoped_to_namespaces_uses_roles_only(render):
@@ -733,13 +735,43 @@ def test_reconciler_scoped_to_namespaces_uses_roles_only(render):
     assert "--reconcile-namespaces=shop,billing" in args
     assert "--reconcile-rate=2.5" in args and "--reconcile-resync=1m30s" in args
     assert POD_RULE not in r.one("ClusterRole")["rules"]
-    roles = {d["metadata"]["namespace"]: d for d in r.all("Role")}
+    roles = {d["metadata"]["namespace"]: d for d in r.all("Role")
+             if d["metadata"]["name"].endswith("-reconciler")}
     assert sorted(roles) == ["billing", "shop"]
     assert all(role["rules"] == [POD_RULE] for role in roles.values())
     sa = r.one("ServiceAccount")["metadata"]["name"]
     for b in r.all("RoleBinding"):
+        if b["metadata"]["name"].endswith("-velero-schedules"):
+            continue
         assert b["roleRef"]["name"] == roles[b["metadata"]["namespace"]]["metadata"]["name"]
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+
+
+SCHEDULES_RULE = {"apiGroups": ["velero.io"], "resources": ["schedules"], "verbs": ["list"]}
+
+
+def test_reconciler_only_lists_velero_schedules_in_velero_namespace(render):
+    r = render(COMBOS["reconciler"])
+    assert "--velero-namespace=velero" in r.container["args"]
+    role = r.one("Role")
+    assert role["metadata"]["namespace"] == "velero"
+    assert role["rules"] == [SCHEDULES_RULE], "read-only: list, nothing else"
+    binding = r.one("RoleBinding")
+    assert binding["metadata"]["namespace"] == "velero"
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r.one("ServiceAccount")["metadata"]["name"],
+                                    "namespace": NAMESPACE}]
+    assert SCHEDULES_RULE not in r.one("ClusterRole")["rules"]
+    # Another namespace for Velero; or no grant at all (the scan then warns once, gauge 0).
+    other = render(deep_merge(COMBOS["reconciler"], {"velero": {"namespace": "backup-system"}}))
+    assert "--velero-namespace=backup-system" in other.container["args"]
+    assert other.one("Role")["metadata"]["namespace"] == "backup-system"
+    without = render(deep_merge(COMBOS["reconciler"], {"velero": {"readSchedules": False}}))
+    assert not without.all("Role") and not without.all("RoleBinding")
+    # The reconciler off: no scan, no grant.
+    off = render()
+    assert not any(a.startswith("--velero-namespace") for a in off.container["args"])
+    assert not off.all("Role")
 
 
 def test_restore_report_rbac_is_off_by_default(render):
@@ -883,6 +915,9 @@ def test_service_monitor_tls_config_override(render):
         ({"reconciler": {"leaderElection": True}}, "leaderElection"),
         ({"webhook": {"databaseMatchCondition": {"enabled": "yes"}}}, "/webhook/databaseMatchCondition/enabled"),
         ({"webhook": {"databaseMatchCondition": {"expresion": "true"}}}, "expresion"),
+        ({"velero": {"namespace": "Velero"}}, "/velero/namespace"),
+        ({"velero": {"readSchedules": "yes"}}, "/velero/readSchedules"),
+        ({"velero": {"schedules": True}}, "schedules"),
     ],
 )
 def test_schema_rejects_invalid_values(chart, render, values, where):

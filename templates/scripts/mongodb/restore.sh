@@ -6,7 +6,7 @@
 # for the restore log: version, databases and sizes.
 T=mongodb
 . ./lib/common.sh
-W=${VHI_RESTORE_WAIT_SECONDS:-600}
+W=${VHI_RESTORE_WAIT_SECONDS:-420}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/mongo.sh
 . ./lib/podlog.sh

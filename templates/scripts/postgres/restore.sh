@@ -3,7 +3,7 @@
 # to run twice.
 T=postgres
 . ./lib/common.sh
-W=${VHI_RESTORE_WAIT_SECONDS:-600}
+W=${VHI_RESTORE_WAIT_SECONDS:-420}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/pg.sh
 . ./lib/pg-dbs.sh

@@ -7,7 +7,7 @@
 # One line for the restore log: version, role, persistence mode, keys per database.
 T=redis
 . ./lib/common.sh
-W=${VHI_RESTORE_WAIT_SECONDS:-900}
+W=${VHI_RESTORE_WAIT_SECONDS:-420}
 [ "$W" -ge 0 ] 2>/dev/null || die "VHI_RESTORE_WAIT_SECONDS must be a number of seconds, got '$W'"
 . ./lib/redis.sh
 . ./lib/podlog.sh
