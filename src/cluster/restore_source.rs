@@ -32,8 +32,8 @@ pub struct Target {
 
 /// The chart value that creates the permissions `restore-report` needs.
 const RBAC_FIX: &str = "install the chart with restoreReport.rbac.create=true and your user or \
-                        group in restoreReport.rbac.subjects (restoreReport.rbac.veleroNamespace: \
-                        Velero's namespace), or ask your cluster admin for that permission";
+                        group in restoreReport.rbac.subjects (velero.namespace: Velero's namespace), \
+                        or ask your cluster admin for that permission";
 
 /// Why the report could not be made (exit code 2).
 #[derive(Debug, thiserror::Error)]

@@ -836,7 +836,7 @@ fn dump_mode_message(
         format!(" Added {}.", kv.join(", "))
     };
     format!(
-        "dump mode: the pre hook writes a logical dump of every {} database to {volume}, mounted at {}, which Velero copies instead of the live data volume {}; a restore starts the database empty and the restore hook loads the dump once.{added} {} Loading a large dump can take longer than the 10 minutes Velero after v1.18.2 waits for restore hooks (its --resource-timeout) before it marks the restore PartiallyFailed: raise the Velero server's --resource-timeout to the load's exec-timeout ({}).",
+        "dump mode: the pre hook writes a logical dump of every {} database to {volume}, mounted at {}, which Velero copies instead of the live data volume {}; the restore hook loads the dump once into the freshly initialised database, or, when the data volume came back with that database (a snapshot), loads nothing and checks it.{added} {} Loading a large dump can take longer than the 10 minutes Velero after v1.18.2 waits for restore hooks (its --resource-timeout) before it marks the restore PartiallyFailed: raise the Velero server's --resource-timeout to the load's exec-timeout ({}).",
         template.engine,
         backup_method::DUMP_MOUNT_PATH,
         data_volumes.join(", "),

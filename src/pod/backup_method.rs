@@ -297,7 +297,7 @@ fn plan_volumes(
     let mut add = BTreeMap::new();
     let instead = match copy {
         Copy::Dump => {
-            "the dump replaces the live copy; a restore starts the database empty and loads it"
+            "the dump replaces the live copy; a restore loads it into the freshly initialised database"
         }
         Copy::Nothing => {
             "a replica is not copied: after a restore it starts empty and clones its restored primary"

@@ -147,8 +147,8 @@ COMBOS: dict[str, dict] = {
         "grafanaDashboard": {"enabled": True},
     },
     "reconciler": {"reconciler": {"enabled": True}},
-    "restore-report": {"restoreReport": {"rbac": {
-        "create": True, "veleroNamespace": "backup-system",
+    "restore-report": {"velero": {"namespace": "backup-system"}, "restoreReport": {"rbac": {
+        "create": True,
         "subjects": [{"kind": "Group", "name": "backup-operators", "apiGroup": "rbac.authorization.k8s.io"},
                      {"kind": "ServiceAccount", "name": "restore-drill", "namespace": "ci"}]}}},
     "reconciler-namespaces": {"reconciler": {"enabled": True, "namespaces": ["shop", "billing"],
@@ -202,7 +202,8 @@ def test_only_expected_kinds_and_namespaces(render, combo):
     reconciler = COMBOS[combo].get("reconciler", {})
     reconciled = reconciler.get("namespaces", []) + (["velero"] if reconciler.get("enabled") else [])
     # And restore-report's Role, in Velero's namespace.
-    reconciled = reconciled + [COMBOS[combo].get("restoreReport", {}).get("rbac", {}).get("veleroNamespace")]
+    if COMBOS[combo].get("restoreReport", {}).get("rbac", {}).get("create"):
+        reconciled = reconciled + [COMBOS[combo].get("velero", {}).get("namespace", "velero")]
     for doc in r.docs:
         assert doc["kind"] in allowed, doc["kind"]
         if doc["kind"] in CLUSTER_SCOPED:
