@@ -1,4 +1,5 @@
-//! The webhook's CEL match condition never hides a pod the webhook would act on.
+//! The webhook's CEL match condition never hides a pod the webhook would act on, but for a
+//! malformed image alone.
 //!
 //! The expression `templates match-condition` prints (and the chart ships) is evaluated with a
 //! real CEL implementation (the `cel` crate: cel-go's semantics and strings extension) with
