@@ -36,6 +36,7 @@ RECONCILER_METRICS = {
     "velero_hook_injector_reconcile_total",
     "velero_hook_injector_reconcile_queue_depth",
     "velero_hook_injector_unhooked_pods",
+    "velero_hook_injector_spec_hooks_shadowed_pods",
 }
 # Not ours, read by the alerts on purpose: Prometheus' own scrape health, and the API server's
 # count of calls to our webhook it gave up on (failurePolicy Ignore).

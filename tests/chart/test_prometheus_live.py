@@ -233,7 +233,7 @@ def test_prometheus_scrapes_the_server_and_the_alerts_fire(stack):
 
     # Healthy: the rules are loaded and nothing is pending or firing.
     groups = prom.api("rules")["groups"]
-    assert sum(len(g["rules"]) for g in groups) == 13
+    assert sum(len(g["rules"]) for g in groups) == 14
     assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
     assert prom.api("alerts")["alerts"] == []
 
