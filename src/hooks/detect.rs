@@ -836,7 +836,7 @@ fn dump_mode_message(
         format!(" Added {}.", kv.join(", "))
     };
     format!(
-        "dump mode: the pre hook writes a logical dump of every {} database to {volume}, mounted at {}, which Velero copies instead of the live data volume {}; the restore hook loads the dump once into the freshly initialised database, or, when the data volume came back with that database (a snapshot), loads nothing and checks it.{added} {} Loading a large dump can take longer than the 10 minutes Velero after v1.18.2 waits for restore hooks (its --resource-timeout) before it marks the restore PartiallyFailed: raise the Velero server's --resource-timeout to the load's exec-timeout ({}).",
+        "dump mode: the pre hook writes a logical dump of every {} database to {volume}, mounted at {}, which Velero copies instead of the live data volume {}; the restore hook loads the dump once into the freshly initialised database, or, when the data volume came back with that database (a snapshot), loads nothing and checks it.{added} {} Loading a large dump can take longer than 10 minutes: Velero releases after v1.18.2 stop waiting for restore hooks after the server's --resource-timeout (10 minutes by default) and mark the restore PartiallyFailed, so on those raise the Velero server's --resource-timeout to the load's exec-timeout ({}).",
         template.engine,
         backup_method::DUMP_MOUNT_PATH,
         data_volumes.join(", "),

@@ -468,9 +468,6 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Whether two `namespace/name` references name the same image once Bitnami's namespace aliases
-/// are folded into `bitnami`. Compares in place: this runs for every container and template
-/// entry on every admission (it used to build two Strings each time).
 /// Every spelling of a `match.images` namespace that matches the same images: `bitnami` and its
 /// aliases stand for each other, any other namespace only for itself.
 pub fn namespace_spellings(ns: &str) -> Vec<&str> {
@@ -483,6 +480,9 @@ pub fn namespace_spellings(ns: &str) -> Vec<&str> {
     }
 }
 
+/// Whether two `namespace/name` references name the same image once Bitnami's namespace aliases
+/// are folded into `bitnami`. Compares in place: this runs for every container and template
+/// entry on every admission (it used to build two Strings each time).
 fn same_namespaced(a: &str, b: &str) -> bool {
     fn parts(s: &str) -> (&str, &str) {
         match s.split_once('/') {
@@ -831,11 +831,12 @@ mod tests {
     /// (lib/podlog.sh): +227 bytes for MariaDB (8179 -> 8406), the largest; still 3% of the
     /// 256 KiB Kubernetes allows a pod's annotations.
     const ANNOTATION_BUDGET: usize = 8 * 1024 + 512;
-    /// Dump mode's own budget (measured 2026-12-05 with the 63-character name: postgres 11,678
-    /// bytes, mysql 11,125, mariadb 11,139; `cargo test --lib annotation_budget -- --nocapture`). Its restore hook carries the load and, for a data
-    /// volume that came back with its database (a snapshot, a retained volume), the whole restore
-    /// check, since Velero runs one restore exec per pod from annotations; 12 KiB is under 5% of
-    /// the 256 KiB Kubernetes allows, and only pods under file-system backup carry it.
+    /// Dump mode's own budget (measured 2026-12-05 with the 63-character name: postgres 11,905
+    /// bytes, mysql 11,352, mariadb 11,366; `cargo test --lib annotation_budget -- --nocapture`).
+    /// Its restore hook carries the load and, for a data volume that came back with its database
+    /// (a snapshot, a retained volume), the whole restore check, since Velero runs one restore
+    /// exec per pod from annotations; 12 KiB is under 5% of the 256 KiB Kubernetes allows, and
+    /// only pods under file-system backup carry it.
     const DUMP_ANNOTATION_BUDGET: usize = 12 * 1024;
     /// A container name of 63 characters, the DNS-1123 label limit.
     const LONGEST_NAME: &str = "database-container-with-the-longest-name-kubernetes-allows-63ch";
