@@ -1,8 +1,11 @@
 //! `audit` against kube's mockable client service: the list requests it sends (path, paging,
 //! scope) and the report it builds from a realistic PodList.
 
+#[path = "common/mock_api.rs"]
+mod mock_api;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
+use mock_api::json_response;
 use serde_json::{Value, json};
 use tower_test::mock;
 use velero_hook_injector::cluster::audit::{self, AuditError, Scope};
@@ -19,14 +22,6 @@ fn mock_client() -> (kube::Client, Handle) {
 
 fn library() -> Library {
     Library::builtin().expect("built-in templates")
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).expect("json")))
-        .expect("response")
 }
 
 /// The query string as key/value pairs.

@@ -3,6 +3,9 @@
 //! the restore hooks use, JSON from a JSON-format server, and the mix a `--log-format json`
 //! server really writes), with passing, failing, not-run and still-running databases.
 
+#[path = "common/mock_api.rs"]
+mod mock_api;
+use mock_api::{json_response, respond};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,30 +32,15 @@ fn target(restore: &str) -> Target {
     }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Body::from(body))
-        .expect("response")
-}
-
-fn json_response(body: &Value) -> Response<Body> {
-    respond(
-        StatusCode::OK,
-        "application/json",
-        serde_json::to_vec(body).expect("json"),
-    )
+/// 200 with this JSON body.
+fn ok_json(body: &Value) -> Response<Body> {
+    json_response(StatusCode::OK, body)
 }
 
 fn api_status(code: u16, reason: &str, message: &str) -> Response<Body> {
     let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
         "message": message, "reason": reason, "code": code});
-    respond(
-        StatusCode::from_u16(code).expect("code"),
-        "application/json",
-        serde_json::to_vec(&body).expect("json"),
-    )
+    json_response(StatusCode::from_u16(code).expect("code"), &body)
 }
 
 /// The Restore as Velero leaves it (status as `velero restore get -o json` shows it).
@@ -192,17 +180,17 @@ fn serve(
                 p if p == format!("/apis/velero.io/v1/namespaces/velero/restores/{RESTORE}") => {
                     let i = restore_reads.min(restores.len() - 1);
                     restore_reads += 1;
-                    json_response(&restores[i])
+                    ok_json(&restores[i])
                 }
                 p if p.starts_with("/apis/velero.io/v1/namespaces/velero/restores/") => {
                     api_status(404, "NotFound", "restores.velero.io \"x\" not found")
                 }
-                "/api/v1/pods" => json_response(&list(pods.clone())),
+                "/api/v1/pods" => ok_json(&list(pods.clone())),
                 "/api/v1/namespaces/velero/pods" if query.contains("deploy%3Dvelero") => {
-                    json_response(&list(vec![]))
+                    ok_json(&list(vec![]))
                 }
                 "/api/v1/namespaces/velero/pods" => {
-                    json_response(&list(vec![server_pod(u32::from(log.contains(RESTART)))]))
+                    ok_json(&list(vec![server_pod(u32::from(log.contains(RESTART)))]))
                 }
                 "/api/v1/namespaces/velero/pods/velero-7d9f8-x2x4z/log" => match log_status {
                     Some(code) => api_status(

@@ -3,6 +3,9 @@
 //! PVCs of a file-system-backup pod a Schedule would snapshot, and the Schedule list request
 //! against kube's mock client (404: Velero's CRDs absent).
 
+#[path = "common/mock_api.rs"]
+mod mock_api;
+use mock_api::json_response;
 use std::collections::BTreeMap;
 
 use http::{Method, Request, Response, StatusCode};
@@ -323,14 +326,6 @@ fn the_gauge_counts_pods_with_shadowed_hooks() {
 }
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).expect("json")))
-        .expect("response")
-}
 
 async fn answer(handle: &mut Handle, status: StatusCode, body: Value) {
     let (req, send) = handle.next_request().await.expect("a request");
